@@ -1,0 +1,5 @@
+"""`python -m seqtool` (also what torchrun launches)."""
+
+from seqtool.cli import main
+
+main()
