@@ -1,0 +1,1 @@
+"""Tasks: the one place where language modeling, translation and forecasting differ."""

@@ -1,0 +1,69 @@
+"""The Task seam. The trainer, run directory, spec handling and CLI plumbing are shared; a task
+supplies its data, its model, the loss of one batch and its held-out evaluation.
+
+A task is built in one of two ways:
+  Task.from_spec(spec)                      -> prepares data from the spec's corpus (training)
+  Task.from_checkpoint(spec, task_state)    -> no data, enough to rebuild the model (inference)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+
+class Task(ABC):
+    name: str = ""
+    #: metric in evaluate()'s dict that picks the best checkpoint, and whether lower is better
+    monitor: str = "val_loss"
+    monitor_lower_is_better: bool = True
+    #: what train_loss's count measures, for throughput ("tokens", "sentences", "windows")
+    unit: str = "tokens"
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    @classmethod
+    @abstractmethod
+    def from_spec(cls, spec) -> "Task":
+        """Load and prepare the training data the spec names."""
+
+    @classmethod
+    @abstractmethod
+    def from_checkpoint(cls, spec, task_state: dict) -> "Task":
+        """Rebuild what inference needs (vocabulary, scaling, ...) from a checkpoint."""
+
+    @abstractmethod
+    def task_state(self) -> dict:
+        """Plain data (lists, dicts, numbers, strings) needed by from_checkpoint; stored in checkpoints."""
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        ...
+
+    @abstractmethod
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Any]:
+        """The batches of one epoch, in an order decided by `generator` alone (so resume can replay it)."""
+
+    def batches_per_epoch(self) -> int | None:
+        return None
+
+    @abstractmethod
+    def train_loss(self, model: nn.Module, batch: Any, state: Any, device: torch.device):
+        """Mean loss of one batch -> (loss, count, state).
+
+        `count` is a number or 0-d tensor (tokens, sentences...) for throughput and averaging; do not
+        call .item() on it (no host syncs in the step). `state` is what the next batch of the same
+        epoch receives (already detached by the trainer): a carried hidden state, or None.
+        """
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Held-out metrics; must contain `self.monitor`."""
+
+    def report_sections(self, model: nn.Module, device: torch.device) -> list[str]:
+        """Extra Markdown for report.md (samples, translations, tables)."""
+        return []
