@@ -1,0 +1,240 @@
+"""Run specs: what a run is, as YAML sections (data, model, train, output) with strict keys.
+
+Precedence: dataclass defaults < spec file < CLI flags. The resolved spec is saved in every run
+directory and checkpoint, so a run can always be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seqtool.errors import UsageError
+
+TASKS = ("lm", "translate", "forecast")
+
+
+@dataclass
+class DataSpec:
+    corpus: str | None = None  # path, '-' for stdin, or a catalog name
+    level: str = "char"  # char | word
+    clean: str = "letters"  # letters | lower | none
+    min_freq: int = 0
+    val_fraction: float = 0.1  # held-out tail of the corpus
+    steps: int = 64  # num_steps: tokens per training sequence
+    sampling: str = "sequential"  # random | sequential
+    encoding: str = "utf-8"
+
+
+@dataclass
+class ModelSpec:
+    cell: str = "gru"  # rnn | gru | lstm
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.3
+    embed: int = 32  # 0 = one-hot inputs
+    tie_weights: bool = False
+    bidirectional: bool = False
+    impl: str = "fused"  # fused | scratch
+    init: str = "default"  # default | orthogonal
+    forget_bias: float = 1.0  # LSTM forget-gate bias at initialisation
+
+
+@dataclass
+class TrainSpec:
+    batch: int = 64
+    epochs: int = 1000
+    max_seconds: float | None = 120.0
+    max_tokens: int | None = None
+    optimizer: str = "adam"  # sgd | adam | adamw
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # none | cosine | step | plateau
+    warmup: int = 0  # warm-up steps (linear)
+    clip: float | None = 1.0  # max gradient L2 norm; null = no clipping
+    truncation: str = "fixed"  # fixed | random | full
+    patience: int | None = None  # early stop after this many epochs without improvement
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None  # torch intra-op threads (default: torch's choice)
+
+
+@dataclass
+class OutputSpec:
+    dir: str | None = None  # run directory; default: a new one under runs_root
+    runs_root: str = "runs"
+    overwrite: bool = False
+
+
+@dataclass
+class RunSpec:
+    task: str = "lm"
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    output: OutputSpec = field(default_factory=OutputSpec)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(RunSpec) if f.name != "task"}
+_SECTION_CLASSES = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "output": OutputSpec}
+
+
+def _allowed(types_: tuple) -> str:
+    return " or ".join(sorted({"null" if t is type(None) else t.__name__ for t in types_}))
+
+
+def _coerce(where: str, value: Any, annotation: str | type) -> Any:
+    """Check a value against a field's annotation (str | int | float | bool | None | list)."""
+    hint = eval(annotation, {"list": list}) if isinstance(annotation, str) else annotation  # noqa: S307 (our own annotations)
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise UsageError(f"{where}: null is not allowed (expected {_allowed(options)})")
+    for t in options:
+        origin = typing.get_origin(t) or t
+        if origin is bool and isinstance(value, bool):
+            return value
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if origin is str and isinstance(value, str):
+            return value
+        if origin is list and isinstance(value, list):
+            return list(value)
+    raise UsageError(f"{where}: expected {_allowed(tuple(typing.get_origin(t) or t for t in options))}, got {value!r}")
+
+
+def from_dict(raw: Any, source: str = "spec") -> RunSpec:
+    """Build a RunSpec from nested dicts, rejecting unknown keys and wrong types by name."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{source}: a run spec must be a mapping with sections {', '.join(['task', *SECTIONS])}")
+    unknown = set(raw) - {"task", *SECTIONS}
+    if unknown:
+        key = sorted(map(str, unknown))[0]
+        raise UsageError(f"{source}: unknown key '{key}'; allowed: task, {', '.join(SECTIONS)}")
+    spec = RunSpec()
+    if "task" in raw:
+        spec.task = _coerce(f"{source}: task", raw["task"], "str")
+    for name, cls in _SECTION_CLASSES.items():
+        section = raw.get(name)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise UsageError(f"{source}: section '{name}' must be a mapping")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in section.items():
+            if key not in fields:
+                raise UsageError(f"{source}: unknown key '{name}.{key}'; allowed: {', '.join(fields)}")
+            setattr(getattr(spec, name), key, _coerce(f"{source}: {name}.{key}", value, fields[key].type))
+    validate(spec)
+    return spec
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Read a YAML spec. Relative corpus/output paths are resolved against the spec's folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"spec file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read spec file {path}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UsageError(f"{path}: bad YAML{where}: {problem}") from None
+    spec = from_dict(raw, source=str(path))
+    _resolve_relative(spec, raw or {}, path.parent)
+    return spec
+
+
+def _resolve_relative(spec: RunSpec, raw: dict, base: Path) -> None:
+    """Paths written in a spec are relative to the spec file, not to the working directory."""
+    corpus = spec.data.corpus
+    if corpus and corpus != "-" and not Path(corpus).is_absolute():
+        if "/" in corpus or (base / corpus).exists():  # otherwise a catalog name
+            spec.data.corpus = str((base / corpus).resolve())
+    written = (raw.get("output") or {}) if isinstance(raw.get("output"), dict) else {}
+    for key in ("dir", "runs_root"):
+        value = getattr(spec.output, key)
+        if key in written and value and not Path(value).is_absolute():
+            setattr(spec.output, key, str((base / value).resolve()))
+
+
+def apply_overrides(spec: RunSpec, overrides: dict[str, Any]) -> RunSpec:
+    """Apply dotted-path overrides ('model.cell': 'lstm'); None values mean 'flag not given'."""
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        if dotted == "task":
+            spec.task = value
+            continue
+        section, key = dotted.split(".", 1)
+        fields = {f.name: f for f in dataclasses.fields(_SECTION_CLASSES[section])}
+        setattr(getattr(spec, section), key, _coerce(f"--{key.replace('_', '-')}", value, fields[key].type))
+    validate(spec)
+    return spec
+
+
+def _choice(where: str, value: str, options: tuple) -> None:
+    if value not in options:
+        raise UsageError(f"{where}: {value!r} is not one of {', '.join(options)}")
+
+
+def _positive(where: str, value, allow_zero: bool = False) -> None:
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        raise UsageError(f"{where} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def validate(spec: RunSpec) -> None:
+    """Value checks shared by every task; tasks check their own combinations."""
+    _choice("task", spec.task, TASKS)
+    d, m, t = spec.data, spec.model, spec.train
+    _choice("data.level", d.level, ("char", "word"))
+    _choice("data.clean", d.clean, ("letters", "lower", "none"))
+    _choice("data.sampling", d.sampling, ("random", "sequential"))
+    _positive("data.steps", d.steps)
+    _positive("data.min_freq", d.min_freq, allow_zero=True)
+    if not 0.0 <= d.val_fraction < 1.0:
+        raise UsageError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
+    _choice("model.cell", m.cell, ("rnn", "gru", "lstm"))
+    _choice("model.impl", m.impl, ("fused", "scratch"))
+    _choice("model.init", m.init, ("default", "orthogonal"))
+    _positive("model.hidden", m.hidden)
+    _positive("model.layers", m.layers)
+    _positive("model.embed", m.embed, allow_zero=True)
+    if not 0.0 <= m.dropout < 1.0:
+        raise UsageError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    _choice("train.optimizer", t.optimizer, ("sgd", "adam", "adamw"))
+    _choice("train.schedule", t.schedule, ("none", "cosine", "step", "plateau"))
+    _choice("train.truncation", t.truncation, ("fixed", "random", "full"))
+    _choice("train.device", t.device, ("auto", "cpu", "cuda"))
+    _positive("train.batch", t.batch)
+    _positive("train.epochs", t.epochs)
+    _positive("train.lr", t.lr)
+    _positive("train.max_seconds", t.max_seconds)
+    _positive("train.max_tokens", t.max_tokens)
+    _positive("train.clip", t.clip)
+    _positive("train.threads", t.threads)
+    _positive("train.patience", t.patience)
+    _positive("train.warmup", t.warmup, allow_zero=True)
+    _positive("train.weight_decay", t.weight_decay, allow_zero=True)
