@@ -30,6 +30,7 @@ class DataSpec:
     steps: int = 64  # num_steps: tokens per training sequence
     sampling: str = "sequential"  # random | sequential
     encoding: str = "utf-8"
+    encoding_errors: str = "strict"  # strict | replace | ignore (undecodable bytes)
 
 
 @dataclass
@@ -212,6 +213,7 @@ def validate(spec: RunSpec) -> None:
     _choice("data.level", d.level, ("char", "word"))
     _choice("data.clean", d.clean, ("letters", "lower", "none"))
     _choice("data.sampling", d.sampling, ("random", "sequential"))
+    _choice("data.encoding_errors", d.encoding_errors, ("strict", "replace", "ignore"))
     _positive("data.steps", d.steps)
     _positive("data.min_freq", d.min_freq, allow_zero=True)
     if not 0.0 <= d.val_fraction < 1.0:

@@ -1,0 +1,60 @@
+# seqtool: `make demo` runs the main job end to end, `make test` runs the tests.
+# Both create or refresh the virtualenv first. Override TORCH_VERSION or PYTHON if you need to.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+PY := $(VENV)/bin/python
+SEQTOOL := $(VENV)/bin/seqtool
+STAMP := $(VENV)/.installed-$(TORCH_VERSION)
+BUILD := build
+
+.PHONY: venv demo test bench lm clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo    train a small GRU on The Time Machine (~1 min), sample from it, report perplexity"
+	@echo "make test    run the test suite"
+	@echo "make lm      the language-model workflow as file targets (preprocess -> train -> sample -> eval)"
+	@echo "make bench   benchmarks (prints numbers; takes several minutes)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(SEQTOOL) train timemachine --spec specs/timemachine-gru.yaml --max-seconds 60 --out $(BUILD)/demo --overwrite
+	@echo "--- samples for the prefix 'time traveller':"
+	$(SEQTOOL) sample --checkpoint $(BUILD)/demo --prefix "time traveller" --length 160 --num 3 --temperature 0.7 --seed 1
+	@echo "--- held-out perplexity:"
+	$(SEQTOOL) eval $(BUILD)/demo
+
+# The language-model workflow as real file targets: Make re-runs only what changed.
+$(BUILD)/timemachine.data: $(STAMP)
+	@mkdir -p $(BUILD)
+	$(SEQTOOL) preprocess timemachine --level char --clean letters --out $@ --plot $(BUILD)/timemachine-zipf.png
+
+$(BUILD)/lm/report.json: $(BUILD)/timemachine.data specs/timemachine-gru.yaml
+	$(SEQTOOL) train $< --spec specs/timemachine-gru.yaml --out $(BUILD)/lm --overwrite --quiet
+
+$(BUILD)/lm-samples.txt: $(BUILD)/lm/report.json
+	$(SEQTOOL) sample --checkpoint $(BUILD)/lm --prefix "time traveller" --num 5 --length 200 --seed 0 > $@
+
+$(BUILD)/lm-eval.json: $(BUILD)/lm/report.json
+	$(SEQTOOL) eval $(BUILD)/lm --json > $@
+
+lm: $(BUILD)/lm-samples.txt $(BUILD)/lm-eval.json
+	@cat $(BUILD)/lm-samples.txt $(BUILD)/lm-eval.json
+
+bench: $(STAMP)
+	$(PY) bench/bench_lm.py
+
+clean:
+	rm -rf $(BUILD) runs

@@ -1,0 +1,357 @@
+"""The `seqtool` command line. It parses and validates, calls library functions, and turns every
+SeqtoolError into one line on stderr and a non-zero exit (2 usage, 1 data/runtime)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+try:  # typer >= 0.2x vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # older typer depends on click itself
+    from click.exceptions import ClickException
+
+from seqtool.errors import SeqtoolError, UsageError
+
+app = typer.Typer(
+    name="seqtool",
+    help="Recurrent sequence modeling: language models, forecasting and translation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_COMMAND_LINE: list[str] = []
+
+
+def command_line() -> str:
+    return "seqtool " + " ".join(shlex.quote(a) for a in _COMMAND_LINE)
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def out_stream(path: str):
+    """'-' is stdout; anything else a file opened for writing."""
+    if path == "-":
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise SeqtoolError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# ---- shared options ---------------------------------------------------------------------------
+SpecOpt = typer.Option(None, "--spec", help="YAML run spec; flags override its fields.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display.")
+
+#: train flag -> run-spec field
+TRAIN_FLAGS = {
+    "task": "task",
+    "level": "data.level", "clean": "data.clean", "min_freq": "data.min_freq", "val_fraction": "data.val_fraction",
+    "steps": "data.steps", "sampling": "data.sampling", "encoding": "data.encoding", "encoding_errors": "data.encoding_errors",
+    "cell": "model.cell", "hidden": "model.hidden", "layers": "model.layers", "dropout": "model.dropout",
+    "embed": "model.embed", "tie_weights": "model.tie_weights", "bidirectional": "model.bidirectional",
+    "impl": "model.impl", "init": "model.init", "forget_bias": "model.forget_bias",
+    "batch": "train.batch", "epochs": "train.epochs", "max_seconds": "train.max_seconds", "max_tokens": "train.max_tokens",
+    "optimizer": "train.optimizer", "lr": "train.lr", "weight_decay": "train.weight_decay", "schedule": "train.schedule",
+    "warmup": "train.warmup", "clip": "train.clip", "truncation": "train.truncation", "patience": "train.patience",
+    "seed": "train.seed", "device": "train.device", "threads": "train.threads",
+    "out": "output.dir", "overwrite": "output.overwrite",
+}
+#: flags whose value 0 means "none" (no clipping, no time limit, ...)
+ZERO_MEANS_NONE = {"train.clip", "train.max_seconds", "train.max_tokens", "train.patience", "train.threads"}
+
+
+def build_spec(spec_path: Optional[Path], corpus: Optional[str], flags: dict):
+    """Defaults < spec file < flags, with 0 meaning 'none' for the optional limits."""
+    from seqtool.spec import RunSpec, apply_overrides, load_spec
+
+    spec = load_spec(spec_path) if spec_path else RunSpec()
+    overrides = {TRAIN_FLAGS[k]: v for k, v in flags.items() if k in TRAIN_FLAGS}
+    if corpus is not None:
+        overrides["data.corpus"] = corpus
+    zeros = {k for k, v in overrides.items() if k in ZERO_MEANS_NONE and v == 0}
+    apply_overrides(spec, {k: v for k, v in overrides.items() if k not in zeros})
+    for dotted in zeros:
+        section, key = dotted.split(".")
+        setattr(getattr(spec, section), key, None)
+    return spec, overrides
+
+
+# ---- preprocess --------------------------------------------------------------------------------
+@app.command()
+def preprocess(
+    corpus: str = typer.Argument(..., help="Text file, '-' for stdin, or a catalog name (e.g. timemachine)."),
+    level: str = typer.Option("char", help="char | word"),
+    clean: str = typer.Option("letters", help="letters | lower | none"),
+    min_freq: int = typer.Option(0, help="Tokens rarer than this become <unk>."),
+    reserved: str = typer.Option("", help="Extra reserved tokens, comma-separated: <pad>,<bos>,<eos>."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the prepared dataset (vocabulary + ids) here."),
+    plot: Optional[str] = typer.Option(None, help="Write a Zipf plot (PNG) of 1/2/3-gram frequencies."),
+    top: int = typer.Option(10, help="How many top n-grams to list."),
+    as_json: bool = typer.Option(False, "--json", help="Statistics as JSON."),
+    encoding: str = typer.Option("utf-8", help="Text encoding of the corpus."),
+    encoding_errors: str = typer.Option("strict", help="strict | replace | ignore"),
+):
+    """Tokenise a corpus, build its vocabulary, print statistics (tokens, types, top n-grams)."""
+    from seqtool.corpora import read_text
+    from seqtool.dataset import ngram_table, prepare_text
+    from seqtool.spec import DataSpec, _choice
+    from seqtool.text import BOS, EOS, PAD
+
+    _choice("--level", level, ("char", "word"))
+    _choice("--clean", clean, ("letters", "lower", "none"))
+    if min_freq < 0 or top < 1:
+        raise UsageError("--min-freq must be >= 0 and --top >= 1")
+    extra = tuple(t.strip() for t in reserved.split(",") if t.strip())
+    unknown = [t for t in extra if t not in (PAD, BOS, EOS)]
+    if unknown:
+        raise UsageError(f"--reserved: unknown token {unknown[0]!r}; allowed: {PAD}, {BOS}, {EOS}")
+    text = read_text(corpus, encoding, encoding_errors)
+    data = prepare_text(text, level, clean, min_freq, reserved=extra)
+    tokens = data.tokens()
+    stats = {
+        "corpus": corpus, "level": level, "clean": clean, "tokens": len(tokens), "types": len(data.vocab),
+        "unk_tokens": int((data.ids == 0).sum()),
+        "unigrams": ngram_table(tokens, 1, top, level), "bigrams": ngram_table(tokens, 2, top, level),
+        "trigrams": ngram_table(tokens, 3, top, level),
+    }
+    if out:
+        data.save(out)
+        stats["out"] = out
+    if plot:
+        from seqtool.report import zipf_plot
+
+        zipf_plot(tokens, Path(plot), level)
+        stats["plot"] = plot
+    if as_json:
+        print(json.dumps(stats))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, highlight=False)
+    console.print(f"{corpus}: {stats['tokens']:,} tokens, {stats['types']:,} types ({level}-level, clean={clean}, min_freq={min_freq})")
+    table = Table(show_header=True)
+    for n, key in ((1, "unigrams"), (2, "bigrams"), (3, "trigrams")):
+        table.add_column(f"top {key}")
+        table.add_column("count", justify="right")
+    for i in range(top):
+        cells = []
+        for key in ("unigrams", "bigrams", "trigrams"):
+            rows = stats[key]
+            cells += [repr(rows[i][0]), str(rows[i][1])] if i < len(rows) else ["", ""]
+        table.add_row(*cells)
+    console.print(table)
+    if out:
+        console.print(f"wrote {out}")
+
+
+# ---- train -------------------------------------------------------------------------------------
+@app.command()
+def train(
+    corpus: Optional[str] = typer.Argument(None, help="Text file, prepared dataset, '-' for stdin, or a catalog name."),
+    spec_path: Optional[Path] = SpecOpt,
+    task: Optional[str] = typer.Option(None, help="lm (more tasks come with their subcommands)."),
+    level: Optional[str] = typer.Option(None, help="char | word"),
+    clean: Optional[str] = typer.Option(None, help="letters | lower | none"),
+    min_freq: Optional[int] = typer.Option(None),
+    val_fraction: Optional[float] = typer.Option(None, help="Held-out tail of the corpus."),
+    steps: Optional[int] = typer.Option(None, help="Tokens per training sequence (num_steps)."),
+    sampling: Optional[str] = typer.Option(None, help="random | sequential"),
+    encoding: Optional[str] = typer.Option(None),
+    encoding_errors: Optional[str] = typer.Option(None, help="strict | replace | ignore"),
+    cell: Optional[str] = typer.Option(None, help="rnn | gru | lstm"),
+    hidden: Optional[int] = typer.Option(None),
+    layers: Optional[int] = typer.Option(None),
+    dropout: Optional[float] = typer.Option(None),
+    embed: Optional[int] = typer.Option(None, help="Embedding size; 0 = one-hot inputs."),
+    tie_weights: Optional[bool] = typer.Option(None, "--tie-weights/--no-tie-weights"),
+    bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--unidirectional"),
+    impl: Optional[str] = typer.Option(None, help="fused | scratch"),
+    init: Optional[str] = typer.Option(None, help="default | orthogonal"),
+    forget_bias: Optional[float] = typer.Option(None),
+    batch: Optional[int] = typer.Option(None),
+    epochs: Optional[int] = typer.Option(None),
+    max_seconds: Optional[float] = typer.Option(None, help="Time budget (0 = none)."),
+    max_tokens: Optional[int] = typer.Option(None, help="Token budget (0 = none)."),
+    optimizer: Optional[str] = typer.Option(None, help="sgd | adam | adamw"),
+    lr: Optional[float] = typer.Option(None),
+    weight_decay: Optional[float] = typer.Option(None),
+    schedule: Optional[str] = typer.Option(None, help="none | cosine | step | plateau"),
+    warmup: Optional[int] = typer.Option(None, help="Linear warm-up steps."),
+    clip: Optional[float] = typer.Option(None, help="Max gradient norm (0 = no clipping)."),
+    truncation: Optional[str] = typer.Option(None, help="fixed | random | full"),
+    patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without improvement."),
+    seed: Optional[int] = typer.Option(None),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (default: a new one under runs/)."),
+    overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace a non-empty --out directory."),
+    resume: Optional[str] = typer.Option(None, help="Continue the run in this directory from its last checkpoint."),
+    quiet: bool = QuietOpt,
+):
+    """Train a model; writes a run directory (checkpoints, metrics.jsonl, report.{json,md,png})."""
+    from seqtool.progress import Reporter
+    from seqtool.report import write_run_report
+    from seqtool.train import resume_run, start_run
+
+    flags = {k: v for k, v in locals().items() if k in TRAIN_FLAGS}
+    reporter = Reporter(quiet=quiet)
+    if resume:
+        if spec_path:
+            raise UsageError("--resume takes the spec saved in the run; do not pass --spec")
+        overrides = {TRAIN_FLAGS[k]: v for k, v in flags.items() if v is not None}
+        trainer = resume_run(resume, overrides, reporter=reporter, command=command_line(), corpus=corpus)
+    else:
+        spec, _ = build_spec(spec_path, corpus, flags)
+        trainer = start_run(spec, reporter=reporter, command=command_line())
+    if not quiet:
+        err(f"run directory: {trainer.run.path}")
+    summary = trainer.fit()
+    write_run_report(trainer.run, summary, trainer.task.monitor, trainer.task.report_sections(trainer.model, trainer.device))
+    best = summary["best"].get(trainer.task.monitor)
+    if not quiet:
+        err(f"done: {summary['epochs']} epochs, {summary['wall_seconds']:.0f} s; best {trainer.task.monitor} {best:.4f} (epoch {summary['best']['epoch']})"
+            if best is not None else "done")
+    print(trainer.run.path)
+
+
+# ---- sample ------------------------------------------------------------------------------------
+@app.command()
+def sample(
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint or run directory (default: latest run)."),
+    prefix: str = typer.Option("", help="Text to start from; normalised like the training text."),
+    length: int = typer.Option(200, help="Tokens to generate after the prefix."),
+    temperature: float = typer.Option(1.0),
+    top_k: Optional[int] = typer.Option(None),
+    top_p: Optional[float] = typer.Option(None),
+    greedy: bool = typer.Option(False, help="Always take the most likely token."),
+    num: int = typer.Option(1, help="Number of samples."),
+    seed: Optional[int] = typer.Option(None, help="Seed for reproducible samples."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+):
+    """Generate text from a language model, one sample per line on stdout."""
+    from seqtool.restore import restore
+
+    if length < 0 or num < 1:
+        raise UsageError("--length must be >= 0 and --num >= 1")
+    if temperature <= 0:
+        raise UsageError("--temperature must be > 0 (use --greedy for the most likely token)")
+    if top_k is not None and top_k < 1:
+        raise UsageError("--top-k must be >= 1")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UsageError("--top-p must be in (0, 1]")
+    r = restore(checkpoint, task="lm", device=device)
+    ids, unknown = r.task.encode_prefix(prefix)
+    if unknown:
+        err(f"warning: the prefix has tokens the model never saw ({', '.join(map(repr, unknown[:5]))}); they are read as <unk>")
+    if prefix and not ids:
+        err("warning: the prefix is empty after normalisation; starting from a random token")
+    stream = num == 1 and not as_json
+    vocab, level = r.task.vocab, r.task.level
+    if stream:
+        from seqtool.text import detokenize
+
+        shown = detokenize(vocab.decode(ids), level) if ids else ""
+        sys.stdout.write(shown.replace("\n", " "))
+        sep = "" if level == "char" else " "
+        started = [bool(shown)]
+
+        def on_step(token):
+            piece = vocab.itos[int(token[0])].replace("\n", " ")
+            sys.stdout.write((sep if started[0] else "") + piece)
+            started[0] = True
+            sys.stdout.flush()
+
+        r.task.generate(r.model, prefix, length, num=1, seed=seed, device=r.device, on_step=on_step,
+                                greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
+        sys.stdout.write("\n")
+        return
+    texts = r.task.generate(r.model, prefix, length, num=num, seed=seed, device=r.device,
+                            greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
+    for i, text in enumerate(texts):
+        if as_json:
+            print(json.dumps({"index": i, "prefix": prefix, "text": text}))
+        else:
+            print(text.replace("\n", " "))
+
+
+# ---- eval --------------------------------------------------------------------------------------
+@app.command("eval")
+def evaluate(
+    checkpoint: str = typer.Argument(..., help="Checkpoint file, run directory, or 'latest'."),
+    data: Optional[str] = typer.Argument(None, help="Text to score ('-' for stdin); default: the run's held-out split."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    per_token: Optional[str] = typer.Option(None, help="Write each token's surprisal (TSV) here; '-' for stdout."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+):
+    """Perplexity of a language model on a text (cross-entropy in nats and bits per token)."""
+    from seqtool.evaluation import evaluate_lm
+
+    result, rows = evaluate_lm(None if checkpoint == "latest" else checkpoint, data, device=device, per_token=per_token is not None)
+    if per_token:
+        fh = out_stream(per_token)
+        fh.write("position\ttoken\tsurprisal_nats\tsurprisal_bits\n")
+        for i, token, nats in rows:
+            fh.write(f"{i}\t{json.dumps(token)[1:-1]}\t{nats:.6f}\t{nats / math.log(2):.6f}\n")
+        if fh is not sys.stdout:
+            fh.close()
+    if as_json:
+        print(json.dumps(result))
+    elif per_token != "-":
+        print(f"{result['source']}: perplexity {result['perplexity']:.4f}  cross-entropy {result['cross_entropy_nats']:.4f} nats "
+              f"({result['bits_per_token']:.4f} bits) per token over {result['tokens']:,} tokens")
+
+
+# ---- entry point -------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; errors become one line on stderr (tracebacks only with --debug)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    _COMMAND_LINE[:] = args
+    try:
+        app(args=args, prog_name="seqtool", standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        err("seqtool: aborted")
+        code = 130
+    except ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `seqtool`: show the help
+            err(exc.format_message())
+            raise SystemExit(2) from None
+        hint = f" (see 'seqtool {exc.ctx.info_name} --help')" if getattr(exc, "ctx", None) and exc.ctx.info_name != "seqtool" else ""
+        err(f"seqtool: error: {exc.format_message()}{hint}")
+        code = exc.exit_code
+    except SeqtoolError as exc:
+        if debug:
+            raise
+        err(f"seqtool: error: {exc}")
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        err("seqtool: interrupted")
+        code = 130
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error worth a traceback
+        code = 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if debug:
+            raise
+        err(f"seqtool: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        code = 1
+    else:
+        code = 0
+    sys.stdout.flush()
+    raise SystemExit(code)

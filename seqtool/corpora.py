@@ -1,0 +1,166 @@
+"""Where corpora come from: a path, stdin ('-') or a catalog name.
+
+Catalog names resolve, in order, to SEQTOOL_MIRROR, ../shared/corpora (beside the checkout or the
+working directory), the download cache (SEQTOOL_CACHE, default ~/.cache/seqtool), and finally a
+download verified against the catalog's sha256. Every file is checked before it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from seqtool.errors import SeqtoolError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CATALOG_PATH = REPO_ROOT / "corpora" / "catalog.yaml"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    file: str
+    url: str
+    sha256: str
+    license: str
+    description: str
+    member: str | None = None
+
+
+def load_catalog(path: Path = CATALOG_PATH) -> dict[str, CatalogEntry]:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {name: CatalogEntry(name=name, **fields) for name, fields in raw.items()}
+
+
+def mirror_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("SEQTOOL_MIRROR"):
+        dirs.append(Path(os.environ["SEQTOOL_MIRROR"]))
+    for base in (REPO_ROOT.parent, Path.cwd().parent):
+        candidate = base / "shared" / "corpora"
+        if candidate.is_dir() and candidate not in dirs:
+            dirs.append(candidate)
+    return dirs
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SEQTOOL_CACHE", Path.home() / ".cache" / "seqtool"))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(path: Path, entry: CatalogEntry) -> Path:
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        raise SeqtoolError(
+            f"{path}: checksum mismatch for corpus '{entry.name}' (sha256 {actual[:12]}..., expected {entry.sha256[:12]}...)"
+        )
+    return path
+
+
+def download(entry: CatalogEntry, dest_dir: Path, timeout: float = 30.0) -> Path:
+    """Fetch a catalog corpus into dest_dir atomically, verifying its checksum before it lands."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(entry.url, timeout=timeout) as response:
+            payload = response.read()
+    except (OSError, ValueError) as exc:
+        raise SeqtoolError(
+            f"corpus '{entry.name}' is not available offline and the download from {entry.url} failed ({exc}); "
+            f"put {entry.file} in a directory and set SEQTOOL_MIRROR to it"
+        ) from None
+    if entry.member:
+        try:
+            payload = zipfile.ZipFile(io.BytesIO(payload)).read(entry.member)
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise SeqtoolError(f"corpus '{entry.name}': cannot extract {entry.member} from {entry.url}: {exc}") from None
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{entry.file}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        _verified(Path(tmp), entry)
+        os.replace(tmp, dest_dir / entry.file)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest_dir / entry.file
+
+
+def locate(name: str, allow_download: bool = True) -> Path:
+    """Path of a verified local copy of a catalog corpus."""
+    catalog = load_catalog()
+    entry = catalog[name]
+    for directory in [*mirror_dirs(), cache_dir()]:
+        candidate = directory / entry.file
+        if candidate.is_file():
+            return _verified(candidate, entry)
+    if not allow_download:
+        raise SeqtoolError(f"corpus '{name}' not found; put {entry.file} in a directory and set SEQTOOL_MIRROR to it")
+    return download(entry, cache_dir())
+
+
+def resolve_corpus(arg: str) -> str | Path:
+    """'-' stays '-' (stdin); an existing path is used as is; else a catalog name; else an error."""
+    if arg == "-":
+        return "-"
+    path = Path(arg)
+    if path.exists():
+        return path
+    catalog = load_catalog()
+    if arg in catalog:
+        return locate(arg)
+    names = ", ".join(catalog)
+    raise SeqtoolError(f"no such file or catalog corpus: {arg} (catalog names: {names})")
+
+
+def read_bytes(source: str | Path) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    path = Path(source)
+    if path.is_dir():
+        raise SeqtoolError(f"{path} is a directory, not a file")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SeqtoolError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise SeqtoolError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+    """Bytes -> text, refusing binary data and naming the first undecodable byte."""
+    if not data.strip():
+        raise SeqtoolError(f"{name} is empty")
+    if b"\x00" in data[:65536]:
+        raise SeqtoolError(f"{name} looks like a binary file (it contains NUL bytes), not text")
+    try:
+        return data.decode(encoding, errors=errors)
+    except LookupError:
+        raise SeqtoolError(f"unknown encoding {encoding!r}") from None
+    except UnicodeDecodeError as exc:
+        raise SeqtoolError(
+            f"{name} is not valid {encoding} (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            f"pass --encoding (e.g. latin-1) or --encoding-errors replace"
+        ) from None
+
+
+def read_text(arg: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+    """Text of a corpus argument (path, '-' or catalog name) with clear errors for bad files."""
+    source = resolve_corpus(arg)
+    name = "standard input" if source == "-" else str(source)
+    return decode_text(read_bytes(source), name, encoding, errors)

@@ -1,0 +1,37 @@
+"""`seqtool eval` for language models: perplexity of a checkpoint on a text or its held-out split."""
+
+from __future__ import annotations
+
+from seqtool.corpora import read_text
+from seqtool.errors import SeqtoolError
+from seqtool.restore import restore
+from seqtool.tasks.lm import perplexity_report, token_surprisals
+from seqtool.text import normalize, tokenize
+
+
+def evaluate_lm(checkpoint: str | None, data: str | None, device: str = "auto", per_token: bool = False):
+    """-> (result dict, [(position, token, surprisal_nats)] when per_token)."""
+    r = restore(checkpoint, task="lm", device=device)
+    task, spec = r.task, r.spec
+    if data is None:
+        if not spec.data.corpus or spec.data.corpus == "-":
+            raise SeqtoolError("this run was trained from standard input; pass the text to score as DATA")
+        full = task.from_spec(spec)  # re-reads the corpus and splits it as training did
+        if full.vocab.to_list() != task.vocab.to_list():
+            raise SeqtoolError(f"the corpus {spec.data.corpus} changed since training (its vocabulary differs)")
+        ids, source = full.val_ids, f"{spec.data.corpus} (held-out {spec.data.val_fraction:.0%})"
+    else:
+        import torch
+
+        text = read_text(data, spec.data.encoding, spec.data.encoding_errors)
+        tokens = tokenize(normalize(text, task.clean), task.level)
+        ids = torch.tensor(task.vocab.encode(tokens), dtype=torch.long)
+        source = "standard input" if data == "-" else data
+    surprisal = token_surprisals(r.model, ids, r.device)
+    result = {"checkpoint": str(r.path), "source": source, **perplexity_report(surprisal)}
+    result["unk_tokens"] = int((ids == task.vocab.unk).sum())
+    rows = []
+    if per_token:
+        tokens = task.vocab.decode(ids.tolist())
+        rows = [(i + 1, tokens[i + 1], float(v)) for i, v in enumerate(surprisal.tolist())]
+    return result, rows

@@ -1,0 +1,66 @@
+"""One reporter for long work: a rich progress bar on a terminal, plain lines when piped, nothing
+when quiet. Everything goes to stderr; stdout is for data."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class Reporter:
+    def __init__(self, quiet: bool = False, stream=None):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.live = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._progress = None
+        self._task = None
+
+    def start(self, description: str, total: float = 1.0) -> None:
+        if not self.live:
+            return
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(file=self.stream),
+            transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, status="")
+
+    def update(self, fraction: float, status: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=min(fraction, 1.0), status=status)
+
+    def log(self, message: str) -> None:
+        """A line that stays (an epoch summary): above the bar when live, plain otherwise."""
+        if self.quiet:
+            return
+        if self._progress is not None:
+            self._progress.console.print(message, markup=False, highlight=False)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class Throughput:
+    """Items per second over a sliding window of updates (for the live bar)."""
+
+    def __init__(self):
+        self.t0, self.n0 = time.perf_counter(), 0
+
+    def rate(self, total: float) -> float:
+        now = time.perf_counter()
+        rate = (total - self.n0) / max(now - self.t0, 1e-9)
+        self.t0, self.n0 = now, total
+        return rate

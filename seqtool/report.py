@@ -1,0 +1,109 @@
+"""Run reports: report.json for machines, report.md and PNG plots for people."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from seqtool.run import RunDir, atomic_write_bytes
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def save_figure(fig, path: Path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curve(rows: list[dict], path: Path, monitor: str) -> None:
+    """Train loss and the monitored held-out metric per epoch."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    epochs = [r["epoch"] for r in rows]
+    ax.plot(epochs, [r["train_ppl" if monitor.endswith("ppl") else "train_loss"] for r in rows], label="train")
+    if rows and monitor in rows[0]:
+        ax.plot(epochs, [r[monitor] for r in rows], label=monitor)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("perplexity" if monitor.endswith("ppl") else monitor)
+    if monitor.endswith("ppl") or monitor.endswith("loss"):
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def write_run_report(run: RunDir, summary: dict, monitor: str, sections: list[str]) -> None:
+    rows = run.read_metrics()
+    run.write_json("report.json", summary)
+    if rows:
+        learning_curve(rows, run.path / "learning_curve.png", monitor)
+    final, best = summary.get("final", {}), summary.get("best", {})
+    unit_key = next((k for k in summary if k.endswith("_per_s")), None)
+    lines = [
+        f"# Run report: {run.path.name}",
+        "",
+        f"- task: {summary['task']}",
+        f"- final {monitor}: {_fmt(final.get(monitor, float('nan')))} (epoch {final.get('epoch', '-')})",
+        f"- best {monitor}: {_fmt(best.get(monitor) if best.get(monitor) is not None else float('nan'))} (epoch {best.get('epoch', '-')})",
+        f"- parameters: {summary['parameters']:,}",
+        f"- wall time: {summary['wall_seconds']:.1f} s; throughput: {_fmt(summary.get(unit_key, 0.0))} {unit_key or ''}",
+        f"- device: {summary['device']}",
+        f"- command: `{summary['command']}`",
+        "",
+        "## Learning curve",
+        "",
+        "![learning curve](learning_curve.png)" if rows else "(no completed epoch)",
+        "",
+    ]
+    if rows:
+        columns = [c for c in ("epoch", "train_loss", "train_ppl", monitor, "grad_norm", "clip_frac", "lr") if c in rows[0]]
+        lines += [markdown_table(rows[-20:], columns), ""]
+    for section in sections:
+        lines += [section, ""]
+    run.write_text("report.md", "\n".join(lines))
+
+
+def zipf_plot(tokens: list[str], path: Path, level: str) -> None:
+    """log rank vs log frequency for unigrams, bigrams and trigrams (Zipf's law)."""
+    from seqtool.text import ngram_counts
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n in (1, 2, 3):
+        freqs = sorted(ngram_counts(tokens, n).values(), reverse=True)
+        ax.plot(range(1, len(freqs) + 1), freqs, label=f"{n}-grams")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("frequency")
+    ax.set_title(f"Zipf plot ({level}-level)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+    plt.close(fig)

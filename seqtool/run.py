@@ -1,0 +1,221 @@
+"""The run directory: where a run's spec, checkpoints, metrics and reports live.
+
+Every file is replaced atomically (temp file in the same directory, fsync, rename), so a process
+killed at any moment leaves the previous version readable. Checkpoints hold tensors and plain data
+only and are loaded with torch.load(weights_only=True): loading one never executes code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqtool.errors import SeqtoolError, UsageError
+
+CHECKPOINT_FORMAT = "seqtool-checkpoint"
+CHECKPOINT_VERSION = 1
+LATEST = "latest"
+
+
+def default_runs_root() -> Path:
+    return Path(os.environ.get("SEQTOOL_RUNS", "runs"))
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Serialise in memory first, so a full disk fails before the old checkpoint is touched."""
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise SeqtoolError(f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous checkpoint is intact") from None
+
+
+def load_checkpoint(path: Path, task: str | None = None) -> dict:
+    """Load a checkpoint without executing code from it; check its format, version and task."""
+    path = Path(path)
+    if not path.is_file():
+        raise SeqtoolError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise SeqtoolError(f"refusing to load {path}: it holds Python objects, not just tensors and plain data (unsafe to unpickle)") from None
+        raise SeqtoolError(f"{path} is not a readable checkpoint: {first}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise SeqtoolError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'truncated'})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise SeqtoolError(f"{path} is not a seqtool checkpoint")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise SeqtoolError(f"{path} has checkpoint format version {payload.get('version')}; this seqtool reads version {CHECKPOINT_VERSION}")
+    if task is not None and payload.get("task") != task:
+        raise SeqtoolError(f"{path} is a '{payload.get('task')}' checkpoint, not a '{task}' one")
+    return payload
+
+
+def resolve_checkpoint(arg: str | None, which: str = "best") -> Path:
+    """A checkpoint file, a run directory (its best or last checkpoint), or by default runs/latest."""
+    if arg is None:
+        root = default_runs_root()
+        latest = root / LATEST
+        if not latest.exists():
+            raise SeqtoolError(f"no run found under {root}/ (train one with 'seqtool train CORPUS', or pass --checkpoint)")
+        path = latest.resolve()
+    else:
+        path = Path(arg)
+    if path.is_dir():
+        for name in (which, "last", "best"):
+            candidate = path / "checkpoints" / f"{name}.pt"
+            if candidate.is_file():
+                return candidate
+        raise SeqtoolError(f"{path} holds no checkpoint (looked for checkpoints/{which}.pt)")
+    if not path.exists():
+        raise SeqtoolError(f"no such checkpoint or run directory: {path}")
+    return path
+
+
+class RunDir:
+    """One training run on disk. Never overwrites a previous run unless asked to."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    # files
+    spec_path = property(lambda self: self.path / "spec.yaml")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+
+    def checkpoint(self, which: str) -> Path:
+        return self.checkpoint_dir / f"{which}.pt"
+
+    @classmethod
+    def create(cls, out: str | None, runs_root: str | Path, name: str, overwrite: bool = False) -> "RunDir":
+        """A new run directory: `out` if given (refused when non-empty unless overwrite), else a
+        unique `runs_root/<time>-<name>`; runs_root/latest then points at it."""
+        if out:
+            path = Path(out)
+            if path.exists() and not path.is_dir():
+                raise UsageError(f"--out {path} exists and is not a directory")
+            if path.is_dir() and any(path.iterdir()):
+                if not overwrite:
+                    raise UsageError(f"run directory {path} is not empty; pass --resume {path} to continue it or --overwrite to replace it")
+                shutil.rmtree(path)
+        else:
+            root = Path(runs_root)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = root / f"{stamp}-{name}"
+            suffix = 1
+            while path.exists():
+                suffix += 1
+                path = root / f"{stamp}-{name}-{suffix}"
+        try:
+            (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise SeqtoolError(f"cannot write to run directory {path}: {exc.strerror or exc}") from None
+        run = cls(path)
+        if not out:
+            run.mark_latest(Path(runs_root))
+        return run
+
+    @classmethod
+    def open(cls, arg: str) -> "RunDir":
+        path = Path(arg)
+        if path.is_file() and path.parent.name == "checkpoints":
+            path = path.parent.parent
+        if not (path / "checkpoints" / "last.pt").is_file():
+            raise SeqtoolError(f"{path} is not a run directory with a checkpoint to resume (no checkpoints/last.pt)")
+        return cls(path)
+
+    def mark_latest(self, runs_root: Path) -> None:
+        """Point runs_root/latest at this run (a symlink swapped atomically)."""
+        runs_root.mkdir(parents=True, exist_ok=True)
+        link = runs_root / LATEST
+        target = os.path.relpath(self.path.resolve(), runs_root.resolve())
+        tmp = runs_root / f".{LATEST}.{os.getpid()}.tmp"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+
+    def write_json(self, name: str, data: Any) -> None:
+        atomic_write_text(self.path / name, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.path / name, text)
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.is_file():
+            return []
+        rows = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short by a kill: everything after it is unreliable
+        return rows
+
+    def truncate_metrics(self, keep_until_epoch: int) -> None:
+        """On resume: drop rows logged after the checkpoint we resume from."""
+        rows = [r for r in self.read_metrics() if r.get("epoch", 0) <= keep_until_epoch]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def append_metrics(self, row: dict) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, default=_json_default) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _json_default(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

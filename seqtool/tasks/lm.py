@@ -1,0 +1,158 @@
+"""Language modeling: predict the next character or word of a text."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqtool.batching import make_batches, num_batches
+from seqtool.dataset import PreparedText, load_corpus
+from seqtool.errors import SeqtoolError, UsageError
+from seqtool.nn.lm import RNNLM
+from seqtool.tasks.base import Task
+from seqtool.text import Vocab
+
+
+@torch.no_grad()
+def token_surprisals(model: nn.Module, ids: torch.Tensor, device: torch.device, chunk: int = 512) -> torch.Tensor:
+    """-log P(x_t | x_<t) in nats for t = 2..N, reading the text as one stream in chunks.
+
+    The state is carried between chunks, so every token but the first is scored with its whole
+    history, exactly as if the text were read in one go.
+    """
+    was_training = model.training
+    model.eval()
+    ids = ids.to(device)
+    out, state = [], None
+    for start in range(0, ids.numel() - 1, chunk):
+        x = ids[start : start + chunk][:, None]
+        y = ids[start + 1 : start + chunk + 1][:, None]
+        x = x[: y.shape[0]]
+        logits, state = model(x, state)
+        out.append(F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="none"))
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, device=device)
+
+
+def perplexity_report(surprisal: torch.Tensor) -> dict[str, float]:
+    n = surprisal.numel()
+    if n == 0:
+        raise SeqtoolError("nothing to score: the text has fewer than 2 tokens")
+    nats = float(surprisal.double().mean())
+    return {"tokens": n, "cross_entropy_nats": nats, "bits_per_token": nats / math.log(2), "perplexity": math.exp(nats)}
+
+
+class LanguageModelTask(Task):
+    name = "lm"
+    monitor = "val_ppl"
+    monitor_lower_is_better = True
+    unit = "tokens"
+
+    def __init__(self, spec, data: PreparedText | None, vocab: Vocab, counts: list[int]):
+        super().__init__(spec)
+        self.vocab, self.counts = vocab, counts
+        self.level, self.clean = spec.data.level, spec.data.clean
+        self.train_ids = self.val_ids = None
+        if data is not None:
+            n_val = int(round(data.ids.numel() * spec.data.val_fraction))
+            self.train_ids, self.val_ids = data.ids[: data.ids.numel() - n_val], data.ids[data.ids.numel() - n_val :]
+            self._check_sizes()
+
+    @staticmethod
+    def check_spec(spec) -> None:
+        if spec.model.bidirectional:
+            raise UsageError("--bidirectional cannot be used for a language model: it would see the next token it must predict")
+        if spec.model.tie_weights and spec.model.embed != spec.model.hidden:
+            raise UsageError(f"--tie-weights needs --embed equal to --hidden (got {spec.model.embed} and {spec.model.hidden})")
+        if spec.data.val_fraction <= 0:
+            raise UsageError("a language model needs a held-out split: --val-fraction must be > 0")
+
+    def _check_sizes(self) -> None:
+        d, t = self.spec.data, self.spec.train
+        need = t.batch * d.steps + d.steps
+        if self.train_ids.numel() < need:
+            raise SeqtoolError(
+                f"the training split has {self.train_ids.numel()} tokens, fewer than one batch needs "
+                f"(batch {t.batch} x steps {d.steps} + {d.steps}); lower --batch or --steps"
+            )
+        if self.val_ids.numel() < 2:
+            raise SeqtoolError(f"the held-out split has {self.val_ids.numel()} token(s); raise --val-fraction or use a longer corpus")
+
+    @classmethod
+    def from_spec(cls, spec) -> "LanguageModelTask":
+        cls.check_spec(spec)
+        if not spec.data.corpus:
+            raise UsageError("no corpus given: pass CORPUS (a file, '-' for stdin, or a catalog name)")
+        d = spec.data
+        data = load_corpus(d.corpus, d.level, d.clean, d.min_freq, d.encoding, d.encoding_errors)
+        d.level, d.clean = data.level, data.clean  # a prepared dataset carries its own settings
+        return cls(spec, data, data.vocab, data.counts)
+
+    @classmethod
+    def from_checkpoint(cls, spec, task_state: dict) -> "LanguageModelTask":
+        return cls(spec, None, Vocab(list(task_state["vocab"])), list(task_state["counts"]))
+
+    def task_state(self) -> dict:
+        return {"vocab": self.vocab.to_list(), "counts": list(self.counts), "level": self.level, "clean": self.clean}
+
+    def build_model(self) -> nn.Module:
+        m = self.spec.model
+        model = RNNLM(len(self.vocab), m.embed, m.hidden, m.layers, m.cell, m.dropout, m.tie_weights, m.impl)
+        model.rnn.reset_parameters(orthogonal=m.init == "orthogonal", forget_bias=m.forget_bias if m.cell == "lstm" else None)
+        return model
+
+    def batches_per_epoch(self) -> int:
+        d = self.spec.data
+        return max(num_batches(self.train_ids.numel(), self.spec.train.batch, d.steps, d.sampling), 1)
+
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator:
+        d = self.spec.data
+        return make_batches(self.train_ids, self.spec.train.batch, d.steps, d.sampling, generator)
+
+    def train_loss(self, model, batch, state, device):
+        x, y = batch
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if self.spec.data.sampling == "random":
+            state = None  # random windows do not continue each other
+        logits, state = model(x, state)
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+        return loss, y.numel(), state
+
+    def evaluate(self, model, device) -> dict[str, float]:
+        report = perplexity_report(token_surprisals(model, self.val_ids, device))
+        return {"val_loss": report["cross_entropy_nats"], "val_ppl": report["perplexity"]}
+
+    # ---- generation --------------------------------------------------------------------------
+    def encode_prefix(self, prefix: str) -> tuple[list[int], list[str]]:
+        """Normalise a prefix like the training text; returns its ids and any unknown tokens."""
+        from seqtool.text import normalize, tokenize
+
+        text = normalize(prefix, self.clean)
+        if self.clean == "letters" and prefix[-1:].isspace() and text:
+            text += " "  # keep a trailing space: "time " continues with a new word
+        tokens = tokenize(text, self.level)
+        unknown = sorted({t for t in tokens if t not in self.vocab})
+        return self.vocab.encode(tokens), unknown
+
+    def generate(self, model, prefix: str, length: int, *, num: int = 1, seed: int | None = None,
+                 device=torch.device("cpu"), on_step=None, **choice) -> list[str]:
+        """`num` texts that start with the (normalised) prefix and continue for `length` tokens."""
+        from seqtool.decode import sample
+        from seqtool.text import detokenize
+
+        ids, _ = self.encode_prefix(prefix)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        counts = torch.tensor(self.counts, dtype=torch.float)
+        counts[0] = 0.0  # never start from <unk>
+        out = sample(model, ids, length, num=num, banned=[self.vocab.unk], first_token_probs=counts / counts.sum(),
+                     generator=generator, device=device, on_step=on_step, **choice)
+        return [detokenize(self.vocab.decode(ids + row if ids else row), self.level) for row in out]
+
+    def report_sections(self, model, device) -> list[str]:
+        prefix = "the " if self.clean != "none" else "The "
+        texts = self.generate(model, prefix, 200, num=2, seed=0, device=device, temperature=0.8)
+        return ["## Samples (temperature 0.8)", "", *[f"> {t.replace(chr(10), ' ')}" for t in texts]]

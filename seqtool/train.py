@@ -1,0 +1,437 @@
+"""The one training loop, shared by every task.
+
+It owns what all tasks have in common: device, seeding, optimiser and learning-rate schedule,
+gradient clipping, carried (detached) recurrent state, time/token/epoch budgets, the progress
+display, metrics.jsonl, atomic last/best checkpoints and exact resume. A Task supplies the rest.
+
+No host syncs inside a step: losses, gradient norms and clip counts accumulate on the device and
+are read back only when the progress bar refreshes or an epoch ends.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+import seqtool
+from seqtool.device import describe, pick_device
+from seqtool.errors import SeqtoolError, UsageError
+from seqtool.nn.stack import detach_state
+from seqtool.progress import Reporter
+from seqtool.run import RunDir, load_checkpoint, save_checkpoint
+from seqtool.spec import RunSpec, from_dict
+from seqtool.tasks import get_task_class
+from seqtool.tasks.base import Task
+
+#: train fields a resumed run may change (budgets and where it runs); the rest would change the run
+RESUMABLE_OVERRIDES = {"train.epochs", "train.max_seconds", "train.max_tokens", "train.patience", "train.device", "train.threads"}
+
+
+class Interrupted(SeqtoolError):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint so a resumed run continues exactly."""
+
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0  # batches done in the current epoch
+    global_step: int = 0
+    items: float = 0.0  # tokens (or sentences, windows) trained on
+    train_seconds: float = 0.0  # time inside training steps, for throughput
+    elapsed: float = 0.0  # wall time, summed over resumes
+    best: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    plateau_scale: float = 1.0
+    partial: dict = field(default_factory=dict)  # the current epoch's running sums (mid-epoch save)
+    done: bool = False
+
+
+def build_optimizer(spec: RunSpec, params) -> torch.optim.Optimizer:
+    t = spec.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def lr_factor(spec: RunSpec, fraction: float, step: int, plateau_scale: float) -> float:
+    """Multiplier of the base learning rate at a point in training (fraction of the budget used)."""
+    t = spec.train
+    factor = plateau_scale
+    if t.warmup and step < t.warmup:
+        factor *= (step + 1) / t.warmup
+    fraction = min(max(fraction, 0.0), 1.0)
+    if t.schedule == "cosine":
+        factor *= 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * fraction))
+    elif t.schedule == "step":
+        factor *= 0.1 ** ((fraction >= 0.5) + (fraction >= 0.75))
+    return factor
+
+
+def _grad_norm(params: list[torch.Tensor], clip: float | None) -> torch.Tensor:
+    if clip is not None:
+        return torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "python" in state:
+        random.setstate((3, tuple(state["python"]), None))
+
+
+def _to_device_state(state, device):
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return tuple(s.to(device) for s in state)
+    return state.to(device)
+
+
+def versions() -> dict:
+    return {"seqtool": seqtool.__version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+class Trainer:
+    """Runs one task's training into one run directory."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        task: Task,
+        run: RunDir,
+        *,
+        reporter: Reporter | None = None,
+        command: str = "",
+        resume: dict | None = None,
+    ):
+        self.spec, self.task, self.run = spec, task, run
+        self.reporter = reporter or Reporter(quiet=True)
+        self.command = command
+        if spec.train.threads:
+            torch.set_num_threads(spec.train.threads)
+        self.device = pick_device(spec.train.device)
+        torch.manual_seed(spec.train.seed)
+        random.seed(spec.train.seed)
+        self.model: nn.Module = task.build_model().to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(spec, self.params)
+        self.state = TrainState()
+        self.carry = None
+        self.callbacks: list[Callable[["Trainer"], None]] = []
+        self._stop_signal: int | None = None
+        if resume is not None:
+            self._restore(resume)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def _payload(self) -> dict:
+        return {
+            "task": self.task.name,
+            "spec": self.spec.to_dict(),
+            "task_state": self.task.task_state(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "progress": asdict(self.state),
+            "rng": _rng_state(),
+            "carry": detach_state(self.carry),
+            "versions": versions(),
+        }
+
+    def save(self, which: tuple[str, ...] = ("last",)) -> None:
+        payload = self._payload()
+        for name in which:
+            save_checkpoint(self.run.checkpoint(name), payload)
+
+    def _restore(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.state = TrainState(**payload["progress"])
+        _set_rng_state(payload["rng"])
+        self.carry = _to_device_state(payload.get("carry"), self.device)
+        self.run.truncate_metrics(self.state.epoch)
+
+    # ---- budget ------------------------------------------------------------------------------
+    def fraction_done(self) -> float:
+        t, s = self.spec.train, self.state
+        fractions = []
+        per_epoch = self.task.batches_per_epoch()
+        if per_epoch:
+            fractions.append(s.global_step / (per_epoch * t.epochs))
+        else:
+            fractions.append(s.epoch / t.epochs)
+        if t.max_seconds:
+            fractions.append(s.elapsed / t.max_seconds)
+        if t.max_tokens:
+            fractions.append(s.items / t.max_tokens)
+        return max(fractions)
+
+    def _budget_left(self) -> bool:
+        t, s = self.spec.train, self.state
+        if t.max_seconds and s.elapsed >= t.max_seconds:
+            return False
+        if t.max_tokens and s.items >= t.max_tokens:
+            return False
+        return True
+
+    # ---- signals -----------------------------------------------------------------------------
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
+        """Finish the current step, save, and stop (what Ctrl-C does)."""
+        self._stop_signal = signum
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # second Ctrl-C: abort now (files are atomic)
+                raise KeyboardInterrupt
+            self.request_stop(signum)
+
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def fit(self) -> dict:
+        previous = self._install_signals()
+        try:
+            return self._fit()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.reporter.stop()
+
+    def _fit(self) -> dict:
+        spec, task, s = self.spec, self.task, self.state
+        t = spec.train
+        self.run.write_text("spec.yaml", spec.to_yaml())
+        self.run.write_json("run.json", {
+            "command": self.command,
+            "device": describe(self.device),
+            "versions": versions(),
+            "host": platform.node(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resumed_from_epoch": s.epoch if s.global_step else None,
+        })
+        self.reporter.start(f"train {task.name}", total=1.0)
+        wall0, elapsed0 = time.perf_counter(), s.elapsed
+        last_refresh, refresh_items, refresh_time = 0.0, s.items, time.perf_counter()
+        zero = torch.zeros((), device=self.device)
+        while s.epoch < t.epochs and self._budget_left() and not s.done:
+            self.model.train()
+            generator = torch.Generator().manual_seed(t.seed * 1_000_003 + s.epoch)
+            sums = {k: torch.tensor(v, device=self.device) for k, v in (s.partial or {}).items()}
+            loss_sum = sums.get("loss", zero.clone())
+            count_sum = sums.get("count", zero.clone())
+            norm_sum = sums.get("norm", zero.clone())
+            clipped = sums.get("clipped", zero.clone())
+            bad_step = sums.get("bad_step", zero.clone() - 1)
+            epoch_steps = s.step_in_epoch
+            if s.step_in_epoch == 0:
+                self.carry = None
+            stopped = False
+            for index, batch in enumerate(task.train_batches(s.epoch, generator)):
+                if index < s.step_in_epoch:
+                    continue
+                step_t0 = time.perf_counter()
+                for group in self.optimizer.param_groups:
+                    group["lr"] = t.lr * lr_factor(spec, self.fraction_done(), s.global_step, s.plateau_scale)
+                loss, count, self.carry = task.train_loss(self.model, batch, self.carry, self.device)
+                self.carry = detach_state(self.carry)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                norm = _grad_norm(self.params, t.clip)
+                self.optimizer.step()
+                loss = loss.detach()
+                bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), float(s.global_step), bad_step)
+                loss_sum += loss * count
+                count_sum += count
+                norm_sum += norm
+                if t.clip is not None:
+                    clipped += (norm > t.clip).to(clipped.dtype)
+                epoch_steps += 1
+                s.step_in_epoch = index + 1
+                s.global_step += 1
+                s.items += count if isinstance(count, (int, float)) else float(count)  # tensor counts sync
+                now = time.perf_counter()
+                s.train_seconds += now - step_t0
+                s.elapsed = elapsed0 + now - wall0
+                for callback in self.callbacks:
+                    callback(self)
+                if self.reporter.live and now - last_refresh > 0.25:
+                    mean = float(loss_sum / count_sum.clamp_min(1))
+                    rate = (s.items - refresh_items) / max(now - refresh_time, 1e-9)
+                    refresh_items, refresh_time, last_refresh = s.items, now, now
+                    self.reporter.update(self.fraction_done(), self._status(mean, rate))
+                if self._stop_signal is not None:
+                    stopped = True
+                    break
+                if not self._budget_left():
+                    break
+            partial_sums = {
+                "loss": float(loss_sum), "count": float(count_sum), "norm": float(norm_sum),
+                "clipped": float(clipped), "bad_step": float(bad_step),
+            }
+            if partial_sums["bad_step"] >= 0:
+                self._nonfinite(int(partial_sums["bad_step"]))
+            if stopped:
+                s.partial = partial_sums
+                self.save(("last",))
+                return self._interrupted()
+            # epoch (or budget) ends: evaluate, log, checkpoint
+            s.epoch += 1
+            s.step_in_epoch = 0
+            s.partial = {}
+            self.carry = None
+            metrics = task.evaluate(self.model, self.device)
+            s.elapsed = elapsed0 + time.perf_counter() - wall0
+            row = self._metrics_row(partial_sums, epoch_steps, metrics)
+            improved = self._track_best(metrics)
+            self.run.append_metrics(row)
+            self.reporter.log(self._epoch_line(row))
+            if t.patience is not None and s.bad_epochs >= t.patience:
+                s.done = True
+            self.save(("last", "best") if improved else ("last",))
+        self.reporter.stop()
+        return self.summary()
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _status(self, mean_loss: float, rate: float) -> str:
+        return f"loss {mean_loss:.3f}  ppl {math.exp(min(mean_loss, 50)):.2f}  {rate:,.0f} {self.task.unit}/s"
+
+    def _metrics_row(self, sums: dict, steps: int, metrics: dict) -> dict:
+        s = self.state
+        count = max(sums["count"], 1.0)
+        train_loss = sums["loss"] / count
+        row = {
+            "epoch": s.epoch,
+            "step": s.global_step,
+            "train_loss": train_loss,
+            "train_ppl": math.exp(min(train_loss, 50.0)),
+            **{k: float(v) for k, v in metrics.items()},
+            "grad_norm": sums["norm"] / max(steps, 1),
+            "clip_frac": sums["clipped"] / max(steps, 1) if self.spec.train.clip is not None else 0.0,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            f"{self.task.unit}_per_s": s.items / max(s.train_seconds, 1e-9),
+            "elapsed": s.elapsed,
+        }
+        return row
+
+    def _epoch_line(self, row: dict) -> str:
+        monitor = self.task.monitor
+        parts = [f"epoch {row['epoch']:>3}", f"train loss {row['train_loss']:.4f}"]
+        if monitor in row:
+            parts.append(f"{monitor} {row[monitor]:.4f}")
+        parts.append(f"{row[f'{self.task.unit}_per_s']:,.0f} {self.task.unit}/s")
+        parts.append(f"{row['elapsed']:.0f}s")
+        return "  ".join(parts)
+
+    def _track_best(self, metrics: dict) -> bool:
+        s, task = self.state, self.task
+        value = float(metrics[task.monitor])
+        better = s.best is None or (value < s.best if task.monitor_lower_is_better else value > s.best)
+        if math.isfinite(value) and better:
+            s.best, s.best_epoch, s.bad_epochs = value, s.epoch, 0
+            return True
+        s.bad_epochs += 1
+        if self.spec.train.schedule == "plateau":
+            s.plateau_scale *= 0.5
+        return False
+
+    def _nonfinite(self, step: int) -> None:
+        raise SeqtoolError(
+            f"loss became non-finite at step {step} (epoch {self.state.epoch + 1}); "
+            f"kept the last good checkpoint in {self.run.checkpoint('last')}; try a lower --lr or --clip"
+        )
+
+    def _interrupted(self) -> dict:
+        signum = self._stop_signal or signal.SIGINT
+        code = 130 if signum == signal.SIGINT else 143
+        raise Interrupted(
+            f"interrupted at step {self.state.global_step}; checkpoint saved; resume with: seqtool train --resume {self.run.path}",
+            exit_code=code,
+        )
+
+    def summary(self) -> dict:
+        s = self.state
+        rows = self.run.read_metrics()
+        return {
+            "run": str(self.run.path),
+            "task": self.task.name,
+            "epochs": s.epoch,
+            "steps": s.global_step,
+            "final": rows[-1] if rows else {},
+            "best": {"epoch": s.best_epoch, self.task.monitor: s.best},
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "wall_seconds": s.elapsed,
+            f"{self.task.unit}_per_s": s.items / max(s.train_seconds, 1e-9),
+            "device": describe(self.device),
+            "command": self.command,
+            "versions": versions(),
+        }
+
+
+def start_run(spec: RunSpec, *, reporter: Reporter | None = None, command: str = "", task: Task | None = None) -> Trainer:
+    """A Trainer for a new run: prepares the task's data, then creates the run directory."""
+    task = task or get_task_class(spec.task).from_spec(spec)
+    run = RunDir.create(spec.output.dir, spec.output.runs_root, _run_name(spec), overwrite=spec.output.overwrite)
+    return Trainer(spec, task, run, reporter=reporter, command=command)
+
+
+def resume_run(run_arg: str, overrides: dict, *, reporter: Reporter | None = None, command: str = "", corpus: str | None = None) -> Trainer:
+    """A Trainer that continues a run from its last checkpoint (budgets may be extended)."""
+    run = RunDir.open(run_arg)
+    payload = load_checkpoint(run.checkpoint("last"))
+    spec = from_dict(payload["spec"], source=str(run.checkpoint("last")))
+    changed = {k for k, v in overrides.items() if v is not None} - RESUMABLE_OVERRIDES
+    if changed:
+        names = ", ".join("--" + k.split(".", 1)[-1].replace("_", "-") for k in sorted(changed))
+        raise UsageError(f"--resume continues a run as it was specified; these flags would change it: {names}")
+    from seqtool.spec import apply_overrides
+
+    apply_overrides(spec, overrides)
+    if corpus is not None:
+        spec.data.corpus = corpus
+    if spec.data.corpus == "-" and corpus is None:
+        raise UsageError("this run was trained from standard input; pass the same data again to resume it")
+    task = get_task_class(spec.task).from_spec(spec)
+    if task.task_state() != payload["task_state"]:
+        raise SeqtoolError("the data given to --resume does not match the run's data (vocabulary or preprocessing differ)")
+    return Trainer(spec, task, run, reporter=reporter, command=command, resume=payload)
+
+
+def _run_name(spec: RunSpec) -> str:
+    return f"{spec.task}-{spec.model.cell}"
