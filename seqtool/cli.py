@@ -71,20 +71,24 @@ TRAIN_FLAGS = {
 ZERO_MEANS_NONE = {"train.clip", "train.max_seconds", "train.max_tokens", "train.patience", "train.threads"}
 
 
+def split_flags(flags: dict) -> tuple[dict, set]:
+    """Flags -> (spec overrides, fields to clear); 0 means 'none' for the optional limits."""
+    overrides = {TRAIN_FLAGS[k]: v for k, v in flags.items() if k in TRAIN_FLAGS and v is not None}
+    clear = {k for k, v in overrides.items() if k in ZERO_MEANS_NONE and v == 0}
+    return {k: v for k, v in overrides.items() if k not in clear}, clear
+
+
 def build_spec(spec_path: Optional[Path], corpus: Optional[str], flags: dict):
-    """Defaults < spec file < flags, with 0 meaning 'none' for the optional limits."""
-    from seqtool.spec import RunSpec, apply_overrides, load_spec
+    """Defaults < spec file < flags."""
+    from seqtool.spec import RunSpec, apply_overrides, clear_fields, load_spec
 
     spec = load_spec(spec_path) if spec_path else RunSpec()
-    overrides = {TRAIN_FLAGS[k]: v for k, v in flags.items() if k in TRAIN_FLAGS}
+    overrides, clear = split_flags(flags)
     if corpus is not None:
         overrides["data.corpus"] = corpus
-    zeros = {k for k, v in overrides.items() if k in ZERO_MEANS_NONE and v == 0}
-    apply_overrides(spec, {k: v for k, v in overrides.items() if k not in zeros})
-    for dotted in zeros:
-        section, key = dotted.split(".")
-        setattr(getattr(spec, section), key, None)
-    return spec, overrides
+    apply_overrides(spec, overrides)
+    clear_fields(spec, clear)
+    return spec
 
 
 # ---- preprocess --------------------------------------------------------------------------------
@@ -210,10 +214,10 @@ def train(
     if resume:
         if spec_path:
             raise UsageError("--resume takes the spec saved in the run; do not pass --spec")
-        overrides = {TRAIN_FLAGS[k]: v for k, v in flags.items() if v is not None}
-        trainer = resume_run(resume, overrides, reporter=reporter, command=command_line(), corpus=corpus)
+        overrides, clear = split_flags(flags)
+        trainer = resume_run(resume, overrides, clear, reporter=reporter, command=command_line(), corpus=corpus)
     else:
-        spec, _ = build_spec(spec_path, corpus, flags)
+        spec = build_spec(spec_path, corpus, flags)
         trainer = start_run(spec, reporter=reporter, command=command_line())
     if not quiet:
         err(f"run directory: {trainer.run.path}")

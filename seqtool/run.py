@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import time
@@ -82,10 +83,9 @@ def load_checkpoint(path: Path, task: str | None = None) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
-            raise SeqtoolError(f"refusing to load {path}: it holds Python objects, not just tensors and plain data (unsafe to unpickle)") from None
-        raise SeqtoolError(f"{path} is not a readable checkpoint: {first}") from None
+        found = re.search(r"(?:Unsupported global|Unsupported operand).*?(GLOBAL [\w.]+|\d+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise SeqtoolError(f"refusing to load {path}: it holds Python objects{what}, not just tensors and plain data, and unpickling them could run code") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise SeqtoolError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'truncated'})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

@@ -196,6 +196,14 @@ def apply_overrides(spec: RunSpec, overrides: dict[str, Any]) -> RunSpec:
     return spec
 
 
+def clear_fields(spec: RunSpec, dotted: set[str]) -> RunSpec:
+    """Set optional fields to None ('--clip 0': no clipping)."""
+    for name in dotted:
+        section, key = name.split(".", 1)
+        setattr(getattr(spec, section), key, None)
+    return spec
+
+
 def _choice(where: str, value: str, options: tuple) -> None:
     if value not in options:
         raise UsageError(f"{where}: {value!r} is not one of {', '.join(options)}")

@@ -31,7 +31,7 @@ from seqtool.errors import SeqtoolError, UsageError
 from seqtool.nn.stack import detach_state
 from seqtool.progress import Reporter
 from seqtool.run import RunDir, load_checkpoint, save_checkpoint
-from seqtool.spec import RunSpec, from_dict
+from seqtool.spec import RunSpec, apply_overrides, clear_fields, from_dict
 from seqtool.tasks import get_task_class
 from seqtool.tasks.base import Task
 
@@ -120,8 +120,17 @@ def _to_device_state(state, device):
     return state.to(device)
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak device memory on CUDA; peak resident memory of this process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def versions() -> dict:
-    return {"seqtool": seqtool.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"seqtool": seqtool.__version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 class Trainer:
@@ -399,6 +408,7 @@ class Trainer:
             "wall_seconds": s.elapsed,
             f"{self.task.unit}_per_s": s.items / max(s.train_seconds, 1e-9),
             "device": describe(self.device),
+            "peak_memory_mb": peak_memory_mb(self.device),
             "command": self.command,
             "versions": versions(),
         }
@@ -411,18 +421,17 @@ def start_run(spec: RunSpec, *, reporter: Reporter | None = None, command: str =
     return Trainer(spec, task, run, reporter=reporter, command=command)
 
 
-def resume_run(run_arg: str, overrides: dict, *, reporter: Reporter | None = None, command: str = "", corpus: str | None = None) -> Trainer:
+def resume_run(run_arg: str, overrides: dict, clear: set = frozenset(), *, reporter: Reporter | None = None, command: str = "", corpus: str | None = None) -> Trainer:
     """A Trainer that continues a run from its last checkpoint (budgets may be extended)."""
     run = RunDir.open(run_arg)
     payload = load_checkpoint(run.checkpoint("last"))
     spec = from_dict(payload["spec"], source=str(run.checkpoint("last")))
-    changed = {k for k, v in overrides.items() if v is not None} - RESUMABLE_OVERRIDES
+    changed = ({k for k, v in overrides.items() if v is not None} | set(clear)) - RESUMABLE_OVERRIDES
     if changed:
         names = ", ".join("--" + k.split(".", 1)[-1].replace("_", "-") for k in sorted(changed))
         raise UsageError(f"--resume continues a run as it was specified; these flags would change it: {names}")
-    from seqtool.spec import apply_overrides
-
     apply_overrides(spec, overrides)
+    clear_fields(spec, set(clear))
     if corpus is not None:
         spec.data.corpus = corpus
     if spec.data.corpus == "-" and corpus is None:
