@@ -15,7 +15,6 @@ import re
 import shutil
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +80,19 @@ def load_checkpoint(path: Path, task: str | None = None) -> dict:
     if not path.is_file():
         raise SeqtoolError(f"no checkpoint at {path}")
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise SeqtoolError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is not ours
+        raise SeqtoolError(f"{path} is not a seqtool checkpoint" + (" (the file is empty)" if not magic else ""))
+    try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"(?:Unsupported global|Unsupported operand).*?(GLOBAL [\w.]+|\d+)", str(exc))
         what = f" ({found.group(1)})" if found else ""
         raise SeqtoolError(f"refusing to load {path}: it holds Python objects{what}, not just tensors and plain data, and unpickling them could run code") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged archive fails in many ways (zip, pickle, storage)
         raise SeqtoolError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'truncated'})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise SeqtoolError(f"{path} is not a seqtool checkpoint")
