@@ -7,6 +7,7 @@ directory and checkpoint, so a run can always be rebuilt from it.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -147,6 +148,17 @@ def from_dict(raw: Any, source: str = "spec") -> RunSpec:
     return spec
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML 1.1 reads `2e-3` (no dot) as a string; a spec means the number, as YAML 1.2 does."""
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def load_spec(path: str | Path) -> RunSpec:
     """Read a YAML spec. Relative corpus/output paths are resolved against the spec's folder."""
     path = Path(path)
@@ -157,7 +169,7 @@ def load_spec(path: str | Path) -> RunSpec:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read spec file {path}: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
