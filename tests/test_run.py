@@ -300,6 +300,17 @@ def test_resume_may_extend_the_budget_but_not_change_the_run(tmp_path):
     assert rows[1]["step"] > rows[0]["step"]
 
 
+def test_resume_can_lift_a_limit(tmp_path):
+    trainer = start_run(lm_spec(tmp_path, "run", epochs=1))
+    trainer.spec.train.max_tokens = 10_000
+    trainer.fit()
+    assert load_checkpoint(trainer.run.checkpoint("last"))["spec"]["train"]["max_tokens"] == 10_000
+    lifted = resume_run(str(trainer.run.path), {"train.epochs": 2}, clear={"train.max_tokens"})
+    assert lifted.spec.train.max_tokens is None and lifted.spec.train.epochs == 2
+    with pytest.raises(UsageError, match="would change it: --clip"):
+        resume_run(str(trainer.run.path), {}, clear={"train.clip"})
+
+
 def test_resume_refuses_changed_data(tmp_path):
     trainer = start_run(lm_spec(tmp_path, "run", epochs=1))
     trainer.fit()
