@@ -7,6 +7,7 @@ download verified against the catalog's sha256. Every file is checked before it 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import os
@@ -146,12 +147,15 @@ def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "
     """Bytes -> text, refusing binary data and naming the first undecodable byte."""
     if not data.strip():
         raise SeqtoolError(f"{name} is empty")
-    if b"\x00" in data[:65536]:
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise SeqtoolError(f"unknown encoding {encoding!r}") from None
+    wide = codec.startswith(("utf-16", "utf-32"))  # NUL bytes are normal there
+    if not wide and b"\x00" in data[:65536]:
         raise SeqtoolError(f"{name} looks like a binary file (it contains NUL bytes), not text")
     try:
         return data.decode(encoding, errors=errors)
-    except LookupError:
-        raise SeqtoolError(f"unknown encoding {encoding!r}") from None
     except UnicodeDecodeError as exc:
         raise SeqtoolError(
             f"{name} is not valid {encoding} (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
