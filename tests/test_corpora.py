@@ -160,6 +160,15 @@ def test_decode_text_refuses_binary_data():
         decode_text(b"PK\x03\x04\x00\x00binary", "x.bin")
 
 
+def test_decode_text_accepts_nul_bytes_in_utf16_and_utf32():
+    text = "caf\u00e9 au lait\n"
+    assert decode_text(text.encode("utf-16"), "x", encoding="utf-16") == text
+    assert decode_text(text.encode("utf-16-le"), "x", encoding="UTF-16LE") == text
+    assert decode_text(text.encode("utf-32"), "x", encoding="utf-32") == text
+    with pytest.raises(SeqtoolError, match="looks like a binary file"):
+        decode_text(text.encode("utf-16"), "x", encoding="latin-1")
+
+
 def test_decode_text_names_the_first_bad_byte_and_its_offset():
     with pytest.raises(SeqtoolError) as exc:
         decode_text("abc".encode() + b"\xff" + "d\u00e9f".encode(), "latin.txt")
