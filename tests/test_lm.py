@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from seqtool.decode import filter_logits, sample
-from seqtool.errors import UsageError
+from seqtool.errors import SeqtoolError, UsageError
 from seqtool.evaluation import evaluate_lm
 from seqtool.nn.lm import RNNLM
 from seqtool.restore import restore
@@ -101,6 +101,24 @@ def test_a_language_model_refuses_bidirectional_and_no_held_out_split(tmp_path):
         LanguageModelTask.from_spec(lm_spec(tmp_path, model={"bidirectional": True}))
     with pytest.raises(UsageError, match="--val-fraction must be > 0"):
         LanguageModelTask.from_spec(lm_spec(tmp_path, data={"val_fraction": 0.0}))
+
+
+@pytest.mark.parametrize("sampling", ["sequential", "random"])
+def test_the_smallest_accepted_corpus_gives_a_batch_at_every_offset(tmp_path, sampling, monkeypatch):
+    import seqtool.batching as batching
+
+    # batch 2 x steps 4 + 4 = 12 training tokens needed; val_fraction 0.2 of 15 chars keeps 3
+    fields = dict(data={"steps": 4, "val_fraction": 0.2, "clean": "none", "sampling": sampling}, train={"batch": 2})
+    task = LanguageModelTask.from_spec(lm_spec(tmp_path, text="abcdefghijklmno", **fields))
+    assert (task.train_ids.numel(), task.val_ids.numel()) == (12, 3)
+    assert task.batches_per_epoch() == 1
+    for offset in range(4):
+        monkeypatch.setattr(batching, "_offset", lambda s, g, o=offset: o)
+        assert len(list(task.train_batches(0, torch.Generator()))) >= 1
+    with pytest.raises(SeqtoolError, match="fewer than one batch needs"):
+        LanguageModelTask.from_spec(lm_spec(tmp_path, text="abcdefghijklmn", **fields))  # 11 training tokens
+    with pytest.raises(SeqtoolError, match="held-out split has 1 token"):
+        LanguageModelTask.from_spec(lm_spec(tmp_path, text="abcdefghijklmnopq", data={**fields["data"], "val_fraction": 0.05}, train={"batch": 2}))
 
 
 # ---- scoring -----------------------------------------------------------------------------------
