@@ -155,7 +155,7 @@ def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "
     if not wide and b"\x00" in data[:65536]:
         raise SeqtoolError(f"{name} looks like a binary file (it contains NUL bytes), not text")
     try:
-        return data.decode(encoding, errors=errors)
+        return data.decode(encoding, errors=errors).removeprefix("\ufeff")  # a byte-order mark is not text
     except UnicodeDecodeError as exc:
         raise SeqtoolError(
             f"{name} is not valid {encoding} (byte 0x{data[exc.start]:02x} at offset {exc.start}); "

@@ -89,7 +89,7 @@ def load_checkpoint(path: Path, task: str | None = None) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"(?:Unsupported global|Unsupported operand).*?(GLOBAL [\w.]+|\d+)", str(exc))
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f" ({found.group(1)})" if found else ""
         raise SeqtoolError(f"refusing to load {path}: it holds Python objects{what}, not just tensors and plain data, and unpickling them could run code") from None
     except Exception as exc:  # noqa: BLE001 - a damaged archive fails in many ways (zip, pickle, storage)

@@ -144,7 +144,10 @@ def from_dict(raw: Any, source: str = "spec") -> RunSpec:
             if key not in fields:
                 raise UsageError(f"{source}: unknown key '{name}.{key}'; allowed: {', '.join(fields)}")
             setattr(getattr(spec, name), key, _coerce(f"{source}: {name}.{key}", value, fields[key].type))
-    validate(spec)
+    try:
+        validate(spec)
+    except UsageError as exc:
+        raise UsageError(f"{source}: {exc}") from None
     return spec
 
 
