@@ -1,17 +1,24 @@
 """One recurrent-stack interface for every task: cell type, depth, direction, dropout, state.
 
-`impl="fused"` wraps torch's nn.RNN/GRU/LSTM (cuDNN on GPU, oneDNN on CPU). The parameters live in
-the submodule `rnn` under torch's names (weight_ih_l0, weight_hh_l0_reverse, ...), so a state_dict
-moves between implementations unchanged.
+`impl="fused"` wraps torch's nn.RNN/GRU/LSTM (cuDNN on GPU, oneDNN on CPU); `impl="scratch"` unrolls
+the cells of seqtool.nn.cells in Python, for teaching and for checking the fused kernels. Either way
+the parameters live in the submodule `rnn` under torch's names and in torch's order (weight_ih_l0,
+weight_hh_l0, bias_ih_l0, bias_hh_l0, ..._reverse), so a state_dict, and an optimizer state, move
+between implementations unchanged.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from seqtool.nn.cells import GATES, NONLINEARITIES, run_layer
 
 CELLS = ("rnn", "gru", "lstm")
-IMPLS = ("fused",)
+IMPLS = ("fused", "scratch")
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -27,6 +34,111 @@ def detach_state(state: State | None) -> State | None:
 
 def _fused_class(cell: str) -> type[nn.RNNBase]:
     return {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
+
+
+class ScratchRNN(nn.Module):
+    """Drop-in for nn.RNN/GRU/LSTM built from seqtool.nn.cells: same arguments, parameters, init, I/O.
+
+    Parameters are registered in torch's order and initialised like torch (uniform ±1/sqrt(H) over
+    `parameters()`), so the same seed gives the same weights under either implementation.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        batch_first: bool = False,
+        nonlinearity: str = "tanh",
+    ):
+        super().__init__()
+        if cell == "rnn" and nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"unknown nonlinearity {nonlinearity!r}; choose one of {', '.join(NONLINEARITIES)}")
+        self.cell, self.input_size, self.hidden_size = cell, input_size, hidden_size
+        self.num_layers, self.dropout, self.bidirectional = num_layers, dropout, bidirectional
+        self.batch_first, self.nonlinearity = batch_first, nonlinearity
+        self.num_directions = 2 if bidirectional else 1
+        gh = GATES[cell] * hidden_size
+        for layer in range(num_layers):
+            width = input_size if layer == 0 else hidden_size * self.num_directions
+            for suffix in self._suffixes(layer):
+                self.register_parameter(f"weight_ih{suffix}", nn.Parameter(torch.empty(gh, width)))
+                self.register_parameter(f"weight_hh{suffix}", nn.Parameter(torch.empty(gh, hidden_size)))
+                self.register_parameter(f"bias_ih{suffix}", nn.Parameter(torch.empty(gh)))
+                self.register_parameter(f"bias_hh{suffix}", nn.Parameter(torch.empty(gh)))
+        self.reset_parameters()
+
+    def _suffixes(self, layer: int) -> list[str]:
+        return [f"_l{layer}", f"_l{layer}_reverse"][: self.num_directions]
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _weights(self, suffix: str) -> tuple[torch.Tensor, ...]:
+        return tuple(getattr(self, f"{n}{suffix}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+    def forward(self, x: torch.Tensor, hx: State | None = None) -> tuple[torch.Tensor, State]:
+        output, state, _ = self.forward_steps(x, hx)
+        return output, state
+
+    def forward_steps(
+        self, x: torch.Tensor, hx: State | None = None
+    ) -> tuple[torch.Tensor, State, list[list[list[torch.Tensor]]]]:
+        """forward() plus steps[layer][direction] = that layer's hidden state at every step, in time order."""
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(1)
+            hx = None if hx is None else _map_state(hx, lambda s: s.unsqueeze(1))
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        h0, c0 = self._initial_state(x, hx)
+        lstm = self.cell == "lstm"
+        layer_in, h_n, c_n, steps = x, [], [], []
+        for layer in range(self.num_layers):
+            outs, layer_steps = [], []
+            for d, suffix in enumerate(self._suffixes(layer)):
+                k = layer * self.num_directions + d
+                init = (h0[k], c0[k]) if lstm else h0[k]
+                out, last, hs = run_layer(
+                    self.cell, layer_in, init, *self._weights(suffix), reverse=d == 1, nonlinearity=self.nonlinearity
+                )
+                outs.append(out)
+                layer_steps.append(hs)
+                h_n.append(last[0] if lstm else last)
+                if lstm:
+                    c_n.append(last[1])
+            steps.append(layer_steps)
+            layer_in = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+            if layer < self.num_layers - 1 and self.dropout > 0:
+                layer_in = F.dropout(layer_in, self.dropout, self.training)
+        output = layer_in
+        state: State = (torch.stack(h_n), torch.stack(c_n)) if lstm else torch.stack(h_n)
+        if unbatched:
+            output, state = output.squeeze(1), _map_state(state, lambda s: s.squeeze(1))
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, state, steps
+
+    def _initial_state(self, x: torch.Tensor, hx: State | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        shape = (self.num_layers * self.num_directions, x.shape[1], self.hidden_size)
+        if hx is None:
+            zeros = x.new_zeros(shape)
+            return zeros, (zeros if self.cell == "lstm" else None)
+        if (self.cell == "lstm") != isinstance(hx, tuple):
+            raise ValueError("LSTM state must be a pair (h, c); RNN/GRU state a single tensor")
+        for s in hx if isinstance(hx, tuple) else (hx,):
+            if tuple(s.shape) != shape:
+                raise ValueError(f"expected state of shape {shape}, got {tuple(s.shape)}")
+        return hx if isinstance(hx, tuple) else (hx, None)
+
+
+def _map_state(state: State, fn) -> State:
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
 
 
 class RecurrentStack(nn.Module):
@@ -60,12 +172,16 @@ class RecurrentStack(nn.Module):
         self.num_layers, self.bidirectional = num_layers, bidirectional
         self.num_directions = 2 if bidirectional else 1
         self.batch_first = batch_first
+        self.dropout, self.nonlinearity = dropout, nonlinearity
         kwargs = dict(
             num_layers=num_layers,
             dropout=dropout if num_layers > 1 else 0.0,
             bidirectional=bidirectional,
             batch_first=batch_first,
         )
+        if impl == "scratch":
+            self.rnn = ScratchRNN(cell, input_size, hidden_size, nonlinearity=nonlinearity, **kwargs)
+            return
         if cell == "rnn":
             kwargs["nonlinearity"] = nonlinearity
         self.rnn = _fused_class(cell)(input_size, hidden_size, **kwargs)
@@ -90,6 +206,12 @@ class RecurrentStack(nn.Module):
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         return self.rnn(x, state)
+
+    def forward_steps(self, x: torch.Tensor, state: State | None = None):
+        """Scratch only: forward() plus each layer's per-step hidden states, steps[layer][direction][t]."""
+        if self.impl != "scratch":
+            raise ValueError("per-step states need impl='scratch'; the fused kernels do not expose them")
+        return self.rnn.forward_steps(x, state)
 
     def flatten_parameters(self) -> None:
         if hasattr(self.rnn, "flatten_parameters"):
