@@ -90,22 +90,25 @@ def run_layer(
         xp = input_projection(x, weight_ih, bias_ih)
     else:  # both biases sit outside any product, so they fold into one
         xp = input_projection(x, weight_ih, _folded_bias(bias_ih, bias_hh))
+    # unbind, not xp[t]: each select's backward would zero-fill a full (steps, batch, G*H) gradient,
+    # making the backward quadratic in the number of steps; unbind's backward stacks once
+    xs = xp.unbind(0)
     w_t = weight_hh.t()
     order = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
     hs: list[torch.Tensor] = []
     if cell == "lstm":
         for t in order:
-            state = lstm_step(xp[t], state, w_t)
+            state = lstm_step(xs[t], state, w_t)
             hs.append(state[0])
     elif cell == "gru":
         for t in order:
-            state = gru_step(xp[t], state, w_t, bias_hh)
+            state = gru_step(xs[t], state, w_t, bias_hh)
             hs.append(state)
     else:
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"unknown nonlinearity {nonlinearity!r}; choose tanh or relu")
         for t in order:
-            state = rnn_step(xp[t], state, w_t, nonlinearity)
+            state = rnn_step(xs[t], state, w_t, nonlinearity)
             hs.append(state)
     if reverse:
         hs.reverse()
