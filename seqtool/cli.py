@@ -294,14 +294,28 @@ def sample(
 # ---- eval --------------------------------------------------------------------------------------
 @app.command("eval")
 def evaluate(
-    checkpoint: str = typer.Argument(..., help="Checkpoint file, run directory, or 'latest'."),
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint file, run directory, or 'latest'."),
     data: Optional[str] = typer.Argument(None, help="Text to score ('-' for stdin); default: the run's held-out split."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     per_token: Optional[str] = typer.Option(None, help="Write each token's surprisal (TSV) here; '-' for stdout."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    grad_flow: Optional[list[str]] = typer.Option(
+        None, "--grad-flow", metavar="CHECKPOINT",
+        help="Instead of perplexity: how far back the gradient reaches, |d loss_T / d h_t| for t = T..1, and the "
+        "recurrent weights' largest singular values, for this checkpoint (repeatable; CHECKPOINT, if given, comes first).",
+    ),
+    flow_steps: int = typer.Option(50, help="--grad-flow: sequence length T."),
+    flow_batch: int = typer.Option(16, help="--grad-flow: sequences averaged over."),
+    flow_plot: str = typer.Option("grad-flow.png", help="--grad-flow: the PNG to write (one line per checkpoint)."),
 ):
     """Perplexity of a language model on a text (cross-entropy in nats and bits per token)."""
     from seqtool.evaluation import evaluate_lm
+
+    if grad_flow:
+        _eval_grad_flow([checkpoint] + grad_flow if checkpoint else grad_flow, data, flow_steps, flow_batch, flow_plot, as_json, device)
+        return
+    if checkpoint is None:
+        raise UsageError("missing CHECKPOINT (a checkpoint file, run directory, or 'latest')")
 
     result, rows = evaluate_lm(None if checkpoint == "latest" else checkpoint, data, device=device, per_token=per_token is not None)
     if per_token:
@@ -316,6 +330,27 @@ def evaluate(
     elif per_token != "-":
         print(f"{result['source']}: perplexity {result['perplexity']:.4f}  cross-entropy {result['cross_entropy_nats']:.4f} nats "
               f"({result['bits_per_token']:.4f} bits) per token over {result['tokens']:,} tokens")
+
+
+def _eval_grad_flow(checkpoints: list[str], data: Optional[str], steps: int, batch: int, plot: str, as_json: bool, device: str) -> None:
+    from seqtool.diagnostics import checkpoint_grad_flow, format_grad_flow_table, format_singular_values, plot_grad_flow
+
+    if steps < 1 or batch < 1:
+        raise UsageError("--flow-steps and --flow-batch must be at least 1")
+    if data == "-" and len(checkpoints) > 1:
+        raise UsageError("standard input can be read for one checkpoint only; pass DATA as a file")
+    models = [checkpoint_grad_flow(None if c == "latest" else c, data, steps, batch, device) for c in checkpoints]
+    curves = {m.label: m.flow for m in models}
+    plot_grad_flow(curves, plot, title=f"How far back the gradient reaches (T = {steps})")
+    if as_json:
+        print(json.dumps({"steps": steps, "batch": batch, "plot": plot, "models": [m.to_dict() for m in models]}))
+        return
+    print(f"|d loss_T / d h_t| (last layer, mean over {batch} sequences of {steps} steps; loss at step T only)")
+    print(format_grad_flow_table(curves))
+    print()
+    print("largest singular value of the recurrent weights")
+    print(format_singular_values({m.label: m.singular_values for m in models}))
+    print(f"wrote {plot}")
 
 
 # ---- entry point -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from seqtool.errors import SeqtoolError
 from seqtool.nn.stack import RecurrentStack, State
 
 GATE_NAMES = {"rnn": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
@@ -95,6 +96,74 @@ def grad_flow(
     return GradFlow(norms)
 
 
+def lm_grad_flow(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Tensor) -> GradFlow:
+    """grad_flow for a language model (seqtool.nn.lm.RNNLM): loss_T = cross-entropy of the last step.
+
+    tokens and targets are (steps, batch) ids, time-major as the model reads them; the inputs go
+    through the model's own embedding (or one-hot), the last output through its head.
+    """
+    with torch.no_grad():
+        if model.embedding is None:
+            x = torch.nn.functional.one_hot(tokens, model.vocab_size).to(model.head.weight.dtype)
+        else:
+            x = model.embedding(tokens)
+    last_target = targets[-1]
+    was_training = model.training
+    model.eval()
+    try:
+        return grad_flow(
+            model.rnn, x, loss_fn=lambda y: torch.nn.functional.cross_entropy(model.head(y), last_target, reduction="none")
+        )
+    finally:
+        model.train(was_training)
+
+
+def text_windows(ids: torch.Tensor, steps: int, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`batch` random windows of `steps` tokens and their next tokens, (steps, batch) each, seeded."""
+    ids = ids.flatten()
+    if ids.numel() < steps + 1:
+        raise SeqtoolError(f"the text has {ids.numel()} tokens; {steps} steps need at least {steps + 1}")
+    generator = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, ids.numel() - steps, (batch,), generator=generator)
+    index = starts[None, :] + torch.arange(steps)[:, None]
+    return ids[index], ids[index + 1]
+
+
+@dataclass
+class ModelFlow:
+    """One checkpoint's measurements, for `seqtool eval --grad-flow`."""
+
+    label: str
+    checkpoint: str
+    cell: str
+    source: str
+    flow: GradFlow
+    singular_values: list[dict]
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label, "checkpoint": self.checkpoint, "cell": self.cell, "source": self.source,
+            "grad_norms": self.flow.norms, "relative": self.flow.relative(),
+            "singular_values": self.singular_values,
+        }
+
+
+def checkpoint_grad_flow(
+    checkpoint: str | None, data: str | None = None, steps: int = 50, batch: int = 16, device: str = "auto", seed: int = 0
+) -> ModelFlow:
+    """Restore a language-model checkpoint and measure it on windows of DATA or its held-out split."""
+    from seqtool.evaluation import text_ids
+    from seqtool.restore import restore
+
+    r = restore(checkpoint, task="lm", device=device)
+    ids, source = text_ids(r, data)
+    tokens, targets = text_windows(ids, steps, batch, seed)
+    flow = lm_grad_flow(r.model, tokens.to(r.device), targets.to(r.device))
+    cell = r.spec.model.cell
+    label = f"{checkpoint or 'latest'} ({cell})"
+    return ModelFlow(label, str(r.path), cell, source, flow, recurrent_singular_values(r.model.rnn))
+
+
 def recurrent_singular_values(stack: RecurrentStack) -> list[dict]:
     """Largest singular value of every recurrent weight, per gate block and for the whole matrix.
 
@@ -134,6 +203,18 @@ def format_grad_flow_table(curves: Mapping[str, GradFlow], relative: bool = Fals
             t = len(curve) - b
             cells.append(f"{curve[t - 1]:>{width}.3e}" if t >= 1 else f"{'':>{width}}")
         lines.append(f"{T - b:>6}{b:>6}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def format_singular_values(models: Mapping[str, list[dict]]) -> str:
+    """Plain-text table of recurrent_singular_values rows: one line per model, layer and direction."""
+    lines = [f"{'model':<30}{'layer':>6}  {'direction':<9}  blocks (sigma_max)"]
+    for name, rows in models.items():
+        groups: dict[tuple[int, str], list[str]] = {}
+        for r in rows:
+            groups.setdefault((r["layer"], r["direction"]), []).append(f"{r['block']} {r['sigma_max']:.3f}")
+        for (layer, direction), cells in groups.items():
+            lines.append(f"{name:<30}{layer:>6}  {direction:<9}  " + "  ".join(cells))
     return "\n".join(lines)
 
 

@@ -9,9 +9,8 @@ from seqtool.tasks.lm import perplexity_report, token_surprisals
 from seqtool.text import normalize, tokenize
 
 
-def evaluate_lm(checkpoint: str | None, data: str | None, device: str = "auto", per_token: bool = False):
-    """-> (result dict, [(position, token, surprisal_nats)] when per_token)."""
-    r = restore(checkpoint, task="lm", device=device)
+def text_ids(r, data: str | None):
+    """-> (ids, source): the tokens a restored language model reads, DATA or its run's held-out split."""
     task, spec = r.task, r.spec
     if data is None:
         if not spec.data.corpus or spec.data.corpus == "-":
@@ -27,6 +26,14 @@ def evaluate_lm(checkpoint: str | None, data: str | None, device: str = "auto", 
         tokens = tokenize(normalize(text, task.clean), task.level)
         ids = torch.tensor(task.vocab.encode(tokens), dtype=torch.long)
         source = "standard input" if data == "-" else data
+    return ids, source
+
+
+def evaluate_lm(checkpoint: str | None, data: str | None, device: str = "auto", per_token: bool = False):
+    """-> (result dict, [(position, token, surprisal_nats)] when per_token)."""
+    r = restore(checkpoint, task="lm", device=device)
+    task = r.task
+    ids, source = text_ids(r, data)
     surprisal = token_surprisals(r.model, ids, r.device)
     result = {"checkpoint": str(r.path), "source": source, **perplexity_report(surprisal)}
     result["unk_tokens"] = int((ids == task.vocab.unk).sum())
