@@ -55,6 +55,7 @@ lm: $(BUILD)/lm-samples.txt $(BUILD)/lm-eval.json
 
 bench: $(STAMP)
 	$(PY) bench/bench_lm.py
+	$(PY) bench/bench_stack.py
 
 clean:
 	rm -rf $(BUILD) runs

@@ -1,5 +1,6 @@
 """Gradient-flow and spectral diagnostics against analytic values and an independent measurement."""
 
+import json
 import math
 
 import pytest
@@ -129,3 +130,39 @@ def test_table_and_plot(tmp_path):
     from matplotlib.image import imread
 
     assert imread(path).shape[:2] == (450, 700)
+
+
+def test_eval_grad_flow_compares_trained_checkpoints(cli, tmp_path):
+    """End to end: tiny RNN, GRU and LSTM language models, then `seqtool eval --grad-flow` on all three."""
+    from tests.conftest import TINY
+
+    runs = {}
+    for cell in ("rnn", "gru", "lstm"):
+        result = cli("train", "timemachine", *TINY, "--cell", cell, "--max-tokens", "20000", "--lr", "0.01",
+                     "--seed", "1", "--out", f"run-{cell}")
+        assert result.code == 0, result.err
+        runs[cell] = result.out.strip()
+    args = [a for cell in runs for a in ("--grad-flow", runs[cell])]
+    result = cli("eval", *args, "--flow-steps", "40", "--flow-batch", "8", "--flow-plot", "flow.png", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert [m["cell"] for m in report["models"]] == ["rnn", "gru", "lstm"]
+    reach = {}
+    for m in report["models"]:
+        assert len(m["grad_norms"]) == 1 and len(m["grad_norms"][0]) == 40
+        assert m["relative"][-1] == 1.0
+        assert {r["block"] for r in m["singular_values"]} == {"rnn": {"h"}, "gru": {"r", "z", "n", "all"},
+                                                               "lstm": {"i", "f", "g", "o", "all"}}[m["cell"]]
+        reach[m["cell"]] = m["relative"][0]
+    assert reach["rnn"] < reach["gru"] and reach["rnn"] < reach["lstm"]
+    assert (tmp_path / "flow.png").read_bytes()[:4] == b"\x89PNG"
+    # the text form: a table with one column per checkpoint, the singular values, the plot's path
+    result = cli("eval", "run-rnn", "--grad-flow", "run-lstm", "--flow-steps", "10", "--flow-plot", "other.png")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[1].split()[:4] == ["t", "T-t", "run-rnn", "(rnn)"]
+    assert any(line.startswith("run-lstm (lstm)") and " f " in line for line in lines)
+    assert lines[-1] == "wrote other.png" and (tmp_path / "other.png").is_file()
+    bad = cli("eval", "--grad-flow", "run-rnn", "--flow-steps", "0")
+    assert bad.code == 2 and "flow-steps" in bad.err
+    assert cli("eval").code == 2  # plain eval still needs its CHECKPOINT
