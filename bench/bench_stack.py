@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from seqtool.nn.stack import RecurrentStack
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout, installed or not
+from seqtool.nn.stack import RecurrentStack  # noqa: E402
 
 
 def tokens_per_second(stack: RecurrentStack, x: torch.Tensor, warmup: int, min_seconds: float) -> float:
