@@ -278,10 +278,9 @@ class Trainer:
                 step_t0 = time.perf_counter()
                 for group in self.optimizer.param_groups:
                     group["lr"] = t.lr * lr_factor(spec, self.fraction_done(), s.global_step, s.plateau_scale)
-                loss, count, self.carry = task.train_loss(self.model, batch, self.carry, self.device)
-                self.carry = detach_state(self.carry)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss, count, self.carry = task.train_backward(self.model, batch, self.carry, self.device, self._backward)
+                self.carry = detach_state(self.carry)
                 norm = _grad_norm(self.params, t.clip)
                 self.optimizer.step()
                 loss = loss.detach()
@@ -338,6 +337,10 @@ class Trainer:
         return self.summary()
 
     # ---- helpers -----------------------------------------------------------------------------
+    def _backward(self, loss: torch.Tensor) -> None:
+        """The one place a loss is backpropagated (tasks that cut their own graph call it per segment)."""
+        loss.backward()
+
     def _status(self, mean_loss: float, rate: float) -> str:
         return f"loss {mean_loss:.3f}  ppl {math.exp(min(mean_loss, 50)):.2f}  {rate:,.0f} {self.task.unit}/s"
 

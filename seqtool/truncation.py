@@ -104,6 +104,7 @@ def truncated_backward(
     num_steps: int = 35,
     generator: torch.Generator | None = None,
     cuts: Sequence[int] | None = None,
+    backward: Callable[[torch.Tensor], None] | None = None,
 ) -> Truncated:
     """Accumulate into .grad the gradient of (1/length) Σ_t loss_t under a truncation strategy.
 
@@ -125,7 +126,8 @@ def truncated_backward(
              The model runs one step per run_chunk call, since the compensation factor applies
              at every step boundary; with fused kernels that costs per-call overhead, not memory.
 
-    The incoming state is treated as a cut (detached). Returns the detached mean loss per step, the
+    `backward(loss)` replaces loss.backward() (e.g. a trainer's loss scaling). The incoming state
+    is treated as a cut (detached). Returns the detached mean loss per step, the
     detached final state and the segments used.
     """
     if strategy not in STRATEGIES:
@@ -151,7 +153,7 @@ def truncated_backward(
                 loss = step_loss if loss is None else loss + step_loss
         else:
             loss, state = run_chunk(start, stop, state)
-        (loss / length).backward()
+        (backward or torch.Tensor.backward)(loss / length)
         loss = loss.detach()
         total = loss if total is None else total + loss
         state = _map(state, torch.Tensor.detach)

@@ -156,3 +156,45 @@ def test_segments_and_arguments():
         truncated_backward(lambda a, b, s: (torch.zeros(()), s), 4, strategy="sometimes")
     with pytest.raises(ValueError, match="num_steps"):
         keep_probability(0)
+
+
+def test_trainer_full_truncation_takes_the_exact_full_sequence_gradient(tmp_path):
+    """One epoch of `truncation: full` = one SGD step on the gradient of the whole streams."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from seqtool.spec import from_dict
+    from seqtool.train import start_run
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcde fghij klmno " * 30)
+    spec = from_dict({
+        "data": {"corpus": str(corpus), "steps": 5, "val_fraction": 0.1},
+        "model": {"embed": 4, "hidden": 6, "layers": 1, "dropout": 0.0},
+        "train": {"batch": 3, "epochs": 1, "max_seconds": None, "optimizer": "sgd", "lr": 0.5, "schedule": "none",
+                  "clip": None, "truncation": "full", "threads": 1},
+        "output": {"dir": str(tmp_path / "run")},
+    })
+    trainer = start_run(spec)
+    before = copy.deepcopy(trainer.model)
+    ids = trainer.task.train_ids
+    usable = ((ids.numel() - 1) // 3) * 3
+    x, y = ids[:usable].view(3, -1).t(), ids[1 : usable + 1].view(3, -1).t()
+    logits, _ = before(x)
+    F.cross_entropy(logits.flatten(0, 1), y.flatten()).backward()
+    trainer.fit()
+    for (name, p), q in zip(before.named_parameters(), trainer.model.parameters()):
+        torch.testing.assert_close(q, p - 0.5 * p.grad, msg=name)
+
+
+def test_random_truncation_needs_sequential_sampling(tmp_path):
+    import pytest as _pytest
+
+    from seqtool.errors import UsageError
+    from seqtool.spec import from_dict
+    from seqtool.tasks.lm import LanguageModelTask
+
+    spec = from_dict({"data": {"corpus": "x", "sampling": "random"}, "train": {"truncation": "random"}})
+    with _pytest.raises(UsageError, match="needs --sampling sequential"):
+        LanguageModelTask.check_spec(spec)

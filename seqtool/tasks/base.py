@@ -60,6 +60,16 @@ class Task(ABC):
         epoch receives (already detached by the trainer): a carried hidden state, or None.
         """
 
+    def train_backward(self, model: nn.Module, batch: Any, state: Any, device: torch.device, backward) -> tuple:
+        """Loss of one batch with its gradient accumulated -> (detached loss, count, state).
+
+        The default backpropagates train_loss once through `backward`; a task that cuts the graph
+        itself (truncation strategies) calls `backward` once per segment instead.
+        """
+        loss, count, state = self.train_loss(model, batch, state, device)
+        backward(loss)
+        return loss.detach(), count, state
+
     @abstractmethod
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Held-out metrics; must contain `self.monitor`."""

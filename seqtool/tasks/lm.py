@@ -64,6 +64,8 @@ class LanguageModelTask(Task):
 
     @staticmethod
     def check_spec(spec) -> None:
+        if spec.train.truncation != "fixed" and spec.data.sampling != "sequential":
+            raise UsageError(f"--truncation {spec.train.truncation} needs --sampling sequential (random windows are independent)")
         if spec.model.bidirectional:
             raise UsageError("--bidirectional cannot be used for a language model: it would see the next token it must predict")
         if spec.model.tie_weights and spec.model.embed != spec.model.hidden:
@@ -107,11 +109,35 @@ class LanguageModelTask(Task):
 
     def batches_per_epoch(self) -> int:
         d = self.spec.data
+        if self.spec.train.truncation != "fixed":
+            return 1
         return max(num_batches(self.train_ids.numel(), self.spec.train.batch, d.steps, d.sampling), 1)
 
     def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator:
-        d = self.spec.data
-        return make_batches(self.train_ids, self.spec.train.batch, d.steps, d.sampling, generator)
+        """Batches of `steps` tokens (fixed truncation), or with truncation full|random each row's
+        whole stream as one sequence: one update per epoch, cut by the strategy inside it."""
+        d, batch = self.spec.data, self.spec.train.batch
+        if self.spec.train.truncation == "fixed":
+            return make_batches(self.train_ids, batch, d.steps, d.sampling, generator)
+        self._cuts = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        usable = ((self.train_ids.numel() - 1) // batch) * batch
+        rows = self.train_ids[: usable + 1]
+        return iter([(rows[:-1].view(batch, -1).t(), rows[1:].view(batch, -1).t())])
+
+    def train_backward(self, model, batch, state, device, backward):
+        strategy = self.spec.train.truncation
+        if strategy == "fixed":
+            return super().train_backward(model, batch, state, device, backward)
+        from seqtool.truncation import truncated_backward
+
+        x, y = (t.to(device, non_blocking=True) for t in batch)
+
+        def run_chunk(start, stop, h):
+            logits, h = model(x[start:stop], h)
+            return F.cross_entropy(logits.flatten(0, 1), y[start:stop].flatten(), reduction="sum") / y.shape[1], h
+
+        result = truncated_backward(run_chunk, x.shape[0], None, strategy, self.spec.data.steps, self._cuts, backward=backward)
+        return result.loss, y.numel(), None
 
     def train_loss(self, model, batch, state, device):
         x, y = batch
