@@ -1,0 +1,58 @@
+"""Point-forecast error measures, in the series' original units.
+
+MASE divides the MAE by the in-sample MAE of the seasonal-naive forecast on the training part, so
+1.0 means "as good as repeating last season's value" and the number is comparable across series.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _pair(forecast: torch.Tensor, actual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    f, a = torch.as_tensor(forecast, dtype=torch.float64), torch.as_tensor(actual, dtype=torch.float64)
+    if f.shape != a.shape:
+        raise ValueError(f"forecast and actual differ in shape: {tuple(f.shape)} vs {tuple(a.shape)}")
+    return f, a
+
+
+def mse(forecast, actual) -> float:
+    f, a = _pair(forecast, actual)
+    return float(((f - a) ** 2).mean()) if f.numel() else float("nan")
+
+
+def mae(forecast, actual) -> float:
+    f, a = _pair(forecast, actual)
+    return float((f - a).abs().mean()) if f.numel() else float("nan")
+
+
+def smape(forecast, actual) -> float:
+    """Symmetric MAPE in percent (0..200): mean of 2|F - A| / (|A| + |F|); a point where both are 0
+    counts as 0 (a perfect forecast of zero)."""
+    f, a = _pair(forecast, actual)
+    if not f.numel():
+        return float("nan")
+    denom = a.abs() + f.abs()
+    terms = torch.where(denom > 0, 2 * (f - a).abs() / denom.clamp_min(1e-300), torch.zeros_like(denom))
+    return float(100 * terms.mean())
+
+
+def seasonal_naive_scale(train, season: int = 1) -> float:
+    """In-sample MAE of x̂_t = x_{t-m} over the training part (the MASE denominator)."""
+    x = torch.as_tensor(train, dtype=torch.float64)
+    if season < 1:
+        raise ValueError("season must be >= 1")
+    if len(x) <= season:
+        return float("nan")
+    return float((x[season:] - x[:-season]).abs().mean())
+
+
+def mase(forecast, actual, scale: float) -> float:
+    """MAE / scale; nan when the scale is 0 or undefined (a training part that repeats exactly)."""
+    if not scale or scale != scale:
+        return float("nan")
+    return mae(forecast, actual) / scale
+
+
+def all_metrics(forecast, actual, scale: float) -> dict[str, float]:
+    return {"mse": mse(forecast, actual), "mae": mae(forecast, actual), "smape": smape(forecast, actual), "mase": mase(forecast, actual, scale)}

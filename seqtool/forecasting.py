@@ -1,0 +1,80 @@
+"""Prediction procedures on a (scaled) series: one-step-ahead, recursive multi-step and k-step-ahead,
+and the naive and seasonal-naive baselines evaluated on the same points.
+
+Indices are 0-based positions in the series. "Origin o" means the forecaster has seen x[0..o] and
+nothing after; a k-step-ahead prediction for position t comes from origin t - k.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from seqtool.nn.forecaster import Forecaster
+
+
+@torch.no_grad()
+def forecast_from(model: Forecaster, x: torch.Tensor, origins: list[int], steps: int) -> torch.Tensor:
+    """P[i, j] = prediction for x[origins[i] + j + 1], made from x[..origins[i]] alone and fed
+    its own predictions for the j steps in between. Returns (len(origins), steps)."""
+    out = torch.empty(len(origins), steps, dtype=x.dtype, device=x.device)
+    by_length: dict[int, list[int]] = {}
+    for i, o in enumerate(origins):
+        if not 0 <= o < len(x):
+            raise ValueError(f"origin {o} outside the series (length {len(x)})")
+        length = min(o + 1, model.context)
+        if length < model.min_context:
+            raise ValueError(f"origin {o} has {o + 1} values before it; the model needs {model.min_context}")
+        by_length.setdefault(length, []).append(i)
+    for length, rows in by_length.items():
+        starts = torch.tensor([origins[i] - length + 1 for i in rows], device=x.device)
+        segments = x[starts[:, None] + torch.arange(length, device=x.device)]
+        out[rows] = model.rollout(segments.to(next(model.parameters()).dtype), steps).to(x.dtype)
+    return out
+
+
+def k_step(model: Forecaster, x: torch.Tensor, targets: list[int], ks: list[int]) -> dict[int, torch.Tensor]:
+    """For every k: the predictions for positions `targets`, each made k steps earlier (from t - k).
+    One batched rollout of max(ks) steps from every origin needed serves all k at once."""
+    if not targets:
+        return {k: x.new_zeros(0) for k in ks}
+    kmax = max(ks)
+    first = min(targets) - kmax
+    lo = max(first, model.min_context - 1)
+    origins = list(range(lo, max(targets)))
+    table = forecast_from(model, x, origins, kmax)
+    result = {}
+    for k in ks:
+        o = torch.tensor([t - k for t in targets])
+        if (o < lo).any():
+            raise ValueError(f"k={k}: some targets have fewer than {model.min_context} values {k} steps earlier")
+        result[k] = table[o - lo, k - 1]
+    return result
+
+
+def one_step(model: Forecaster, x: torch.Tensor, targets: list[int]) -> torch.Tensor:
+    """Each prediction from the true history just before it."""
+    return k_step(model, x, targets, [1])[1]
+
+
+def recursive(model: Forecaster, x: torch.Tensor, origin: int, steps: int) -> torch.Tensor:
+    """Multi-step forecast of x[origin+1 .. origin+steps] from x[..origin], feeding predictions back."""
+    return forecast_from(model, x, [origin], steps)[0]
+
+
+def naive(x: torch.Tensor, targets: list[int], k: int) -> torch.Tensor:
+    """The last value known at the origin: x̂_t = x_{t-k}."""
+    return x[torch.tensor(targets) - k]
+
+
+def seasonal_naive(x: torch.Tensor, targets: list[int], k: int, season: int) -> torch.Tensor:
+    """The latest value of the same season known at the origin: x̂_t = x_{t - m·ceil(k/m)}."""
+    return x[torch.tensor(targets) - season * math.ceil(k / season)]
+
+
+def eval_targets(n_train: int, n: int, k: int, min_context: int, season: int) -> list[int]:
+    """Test positions t >= n_train where the model (needs min_context values up to t - k) and both
+    baselines have a forecast k steps ahead, so every method is scored on the same points."""
+    back = max(k, season * math.ceil(k / season))
+    return [t for t in range(n_train, n) if t - k + 1 >= min_context and t - back >= 0]

@@ -1,0 +1,130 @@
+import math
+
+import pytest
+import torch
+
+from seqtool.errors import SeqtoolError, UsageError
+from seqtool.series import Scaler, check_series, fill_missing, future_times, monthly, parse_series, synthetic_sine, windows
+
+AIRLINE_HEAD = '"Month","Passengers"\r\n"1949-01",112\r\n"1949-02",118\r\n"1949-03",132\r\n"1949-04",129'
+
+
+def test_csv_with_header_picks_last_numeric_column_and_first_as_time():
+    s = parse_series(AIRLINE_HEAD)
+    assert s.values.tolist() == [112, 118, 132, 129]
+    assert s.times == ["1949-01", "1949-02", "1949-03", "1949-04"]
+    assert (s.name, s.time_name) == ("Passengers", "Month")
+
+
+def test_default_is_the_last_numeric_column_not_the_last_column():
+    text = "t,a,b,note\n1,10,100,x\n2,11,101,y\n3,12,102,z\n"
+    s = parse_series(text)
+    assert s.name == "b" and s.values.tolist() == [100, 101, 102]
+    assert s.times == ["1", "2", "3"]
+
+
+def test_column_by_name_or_position_and_time_column():
+    text = "a,b,c\n1,10,7\n2,20,8\n"
+    assert parse_series(text, column="a").values.tolist() == [1, 2]
+    s = parse_series(text, column="2", time_column="c")
+    assert s.values.tolist() == [10, 20] and s.times == ["7", "8"]
+
+
+def test_unknown_column_names_the_choices():
+    with pytest.raises(UsageError, match="--column 'x' not found; columns: a, b"):
+        parse_series("a,b\n1,2\n", column="x")
+    with pytest.raises(UsageError, match="same column"):
+        parse_series("a,b\n1,2\n", column="b", time_column="b")
+
+
+def test_one_number_per_line_with_blank_lines_and_semicolons():
+    s = parse_series("1.5\n\n2.5\n-3e2\n\n")
+    assert s.values.tolist() == [1.5, 2.5, -300.0] and s.times == ["1", "2", "3"] and s.name == "value"
+    assert parse_series("value\n4\n5\n").values.tolist() == [4, 5]
+    semi = parse_series("d;v\np;1\nq;2\n")
+    assert semi.values.tolist() == [1, 2] and semi.times == ["p", "q"]
+
+
+def test_missing_values_are_an_error_naming_count_and_line():
+    with pytest.raises(SeqtoolError, match=r"2 missing value\(s\) \(first on line 3\); pass --fill"):
+        parse_series("t,v\n1,1\n2,\n3,NA\n4,4\n")
+
+
+def test_fill_ffill_and_interpolate():
+    text = "t,v\n1,\n2,1\n3,NA\n4,?\n5,4\n6,nan\n"
+    assert parse_series(text, fill="ffill").values.tolist() == [1, 1, 1, 1, 4, 4]
+    s = parse_series(text, fill="interpolate")
+    assert s.values.tolist() == [1, 1, 2, 3, 4, 4] and s.filled == 4
+    assert fill_missing([None, 2.0, None, None, 8.0], "interpolate") == [2.0, 2.0, 4.0, 6.0, 8.0]
+
+
+def test_non_numeric_cell_names_the_line():
+    with pytest.raises(SeqtoolError, match=r"line 3: 'abc' in v is not a number"):
+        parse_series("t,v\n1,1\n2,abc\n3,3\n4,4\n")
+    with pytest.raises(SeqtoolError, match="not a number"):
+        parse_series("1\n2\ninf\n")
+
+
+def test_no_numeric_column_empty_and_bad_fill():
+    with pytest.raises(SeqtoolError, match="no numeric column"):
+        parse_series("a,b\nx,y\nz,w\n")
+    with pytest.raises(SeqtoolError, match="no data"):
+        parse_series("\n\n")
+    with pytest.raises(UsageError, match="--fill"):
+        parse_series("1\n2\n", fill="mean")
+    with pytest.raises(SeqtoolError, match="every value is missing"):
+        parse_series("t,v\n1,NA\n2,NA\n", column="v", fill="ffill")
+
+
+def test_check_series_too_short_and_constant():
+    s = parse_series("1\n2\n3\n")
+    with pytest.raises(SeqtoolError, match="too short: 3 value"):
+        check_series(s, 5)
+    check_series(s, 3)
+    with pytest.raises(SeqtoolError, match="constant"):
+        check_series(parse_series("7\n7\n7\n7\n"), 2)
+
+
+def test_synthetic_sine_is_the_classic_formula_and_seeded():
+    clean = synthetic_sine(50, noise=0.0)
+    t = torch.arange(1, 51, dtype=torch.float64)
+    assert torch.equal(clean.values, torch.sin(0.01 * t)) and clean.times[0] == "1" and clean.times[-1] == "50"
+    a, b, c = synthetic_sine(1000, 0.2, seed=3), synthetic_sine(1000, 0.2, seed=3), synthetic_sine(1000, 0.2, seed=4)
+    assert torch.equal(a.values, b.values) and not torch.equal(a.values, c.values)
+    residual = a.values - torch.sin(0.01 * torch.arange(1, 1001, dtype=torch.float64))
+    assert 0.18 < residual.std().item() < 0.22  # noise is the standard deviation
+    with pytest.raises(UsageError):
+        synthetic_sine(0)
+    with pytest.raises(UsageError):
+        synthetic_sine(10, noise=-1)
+
+
+def test_windows_features_and_labels():
+    x = torch.arange(7.0)
+    f, y = windows(x, 3)
+    assert f.tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5]]
+    assert y.tolist() == [3, 4, 5, 6]
+    f, y = windows(torch.arange(3.0), 3)
+    assert f.shape == (0, 3) and y.shape == (0,)
+
+
+def test_scaler_uses_training_statistics_only():
+    train = torch.tensor([1.0, 3.0, 5.0, 7.0], dtype=torch.float64)
+    sc = Scaler.fit(train)
+    assert sc.mean == 4.0 and math.isclose(sc.std, math.sqrt(5.0))
+    test = torch.tensor([1000.0, -1000.0], dtype=torch.float64)
+    assert torch.allclose(sc.transform(test), (test - 4.0) / math.sqrt(5.0))
+    assert torch.allclose(sc.inverse(sc.transform(test)), test)
+    assert Scaler(**sc.state()) == sc
+    with pytest.raises(SeqtoolError, match="constant"):
+        Scaler.fit(torch.tensor([2.0, 2.0, 2.0]))
+
+
+def test_future_times_continue_the_time_axis():
+    assert future_times(["1958-11", "1958-12"], 3) == ["1959-01", "1959-02", "1959-03"]
+    assert future_times(["1981-12-30", "1981-12-31"], 2) == ["1982-01-01", "1982-01-02"]
+    assert future_times(["1990-01-01", "1990-01-08", "1990-01-15"], 1) == ["1990-01-22"]
+    assert future_times(["5", "10", "15"], 2) == ["20", "25"]
+    assert future_times(["0.5", "1.0"], 2) == ["1.5", "2"]
+    assert future_times(["a", "b", "c"], 2) == ["4", "5"]
+    assert monthly(["1949-01", "1949-02"]) and not monthly(["1", "2"])
