@@ -71,19 +71,20 @@ TRAIN_FLAGS = {
 ZERO_MEANS_NONE = {"train.clip", "train.max_seconds", "train.max_tokens", "train.patience", "train.threads"}
 
 
-def split_flags(flags: dict) -> tuple[dict, set]:
+def split_flags(flags: dict, table: dict = TRAIN_FLAGS) -> tuple[dict, set]:
     """Flags -> (spec overrides, fields to clear); 0 means 'none' for the optional limits."""
-    overrides = {TRAIN_FLAGS[k]: v for k, v in flags.items() if k in TRAIN_FLAGS and v is not None}
+    overrides = {table[k]: v for k, v in flags.items() if k in table and v is not None}
     clear = {k for k, v in overrides.items() if k in ZERO_MEANS_NONE and v == 0}
     return {k: v for k, v in overrides.items() if k not in clear}, clear
 
 
-def build_spec(spec_path: Optional[Path], corpus: Optional[str], flags: dict):
-    """Defaults < spec file < flags."""
-    from seqtool.spec import RunSpec, apply_overrides, clear_fields, load_spec
+def build_spec(spec_path: Optional[Path], corpus: Optional[str], flags: dict, table: dict = TRAIN_FLAGS):
+    """Defaults (of the task and model the flags or the spec name) < spec file < flags."""
+    from seqtool.spec import apply_overrides, clear_fields, load_spec, spec_defaults
 
-    spec = load_spec(spec_path) if spec_path else RunSpec()
-    overrides, clear = split_flags(flags)
+    overrides, clear = split_flags(flags, table)
+    task, cell = overrides.get("task"), overrides.get("model.cell")
+    spec = load_spec(spec_path, task, cell) if spec_path else spec_defaults(task or "lm", cell)
     if corpus is not None:
         overrides["data.corpus"] = corpus
     apply_overrides(spec, overrides)
@@ -351,6 +352,96 @@ def _eval_grad_flow(checkpoints: list[str], data: Optional[str], steps: int, bat
     print("largest singular value of the recurrent weights")
     print(format_singular_values({m.label: m.singular_values for m in models}))
     print(f"wrote {plot}")
+
+
+# ---- forecast ----------------------------------------------------------------------------------
+#: forecast flag -> run-spec field
+FORECAST_FLAGS = {
+    "task": "task",
+    "column": "forecast.column", "time_column": "forecast.time_column", "fill": "forecast.fill",
+    "synthetic": "forecast.synthetic", "length": "forecast.length", "noise": "forecast.noise",
+    "tau": "forecast.tau", "n_train": "forecast.n_train", "train_horizon": "forecast.train_horizon",
+    "k": "forecast.k", "season": "forecast.season", "horizon": "forecast.horizon",
+    "model": "model.cell", "hidden": "model.hidden", "layers": "model.layers", "dropout": "model.dropout",
+    "bidirectional": "model.bidirectional",
+    "batch": "train.batch", "epochs": "train.epochs", "lr": "train.lr", "max_seconds": "train.max_seconds",
+    "seed": "train.seed", "device": "train.device", "threads": "train.threads",
+    "out": "output.dir", "overwrite": "output.overwrite",
+}
+
+
+def parse_ks(text: str) -> list[int]:
+    """'1,4,16,64' -> [1, 4, 16, 64]."""
+    try:
+        ks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        ks = []
+    if not ks or any(k < 1 for k in ks):
+        raise UsageError(f"--k: expected comma-separated positive integers such as 1,4,16,64, got {text!r}")
+    return ks
+
+
+@app.command()
+def forecast(
+    data: Optional[str] = typer.Argument(None, help="CSV or one-number-per-line file, '-' for stdin, or a catalog name (airline-passengers)."),
+    spec_path: Optional[Path] = SpecOpt,
+    column: Optional[str] = typer.Option(None, help="Value column (name or 1-based position); default: the last numeric one."),
+    time_column: Optional[str] = typer.Option(None, help="Time column; default: the first column if it is not the value column."),
+    fill: Optional[str] = typer.Option(None, help="Missing values: none (an error) | ffill | interpolate."),
+    synthetic: Optional[str] = typer.Option(None, help="sine: x_t = sin(0.01 t) + N(0, noise^2), t = 1..length."),
+    length: Optional[int] = typer.Option(None, help="Length of the synthetic series (1000)."),
+    noise: Optional[float] = typer.Option(None, help="Noise standard deviation of the synthetic series (0.2)."),
+    model: Optional[str] = typer.Option(None, help="mlp (autoregressive) | rnn | gru | lstm (latent autoregressive)."),
+    tau: Optional[int] = typer.Option(None, help="Values the model reads: AR window (mlp: 4) or context (recurrent: 64)."),
+    train_horizon: Optional[int] = typer.Option(None, help="Train on own rolled-out predictions this many steps (1 = teacher forcing)."),
+    n_train: Optional[int] = typer.Option(None, help="Values in the training part (600 for --synthetic, else the first 80%)."),
+    hidden: Optional[int] = typer.Option(None, help="Hidden units (mlp: 10, recurrent: 32)."),
+    layers: Optional[int] = typer.Option(None, help="Recurrent layers."),
+    dropout: Optional[float] = typer.Option(None),
+    bidirectional: Optional[bool] = typer.Option(None, "--bidirectional", help="Refused: a forecaster must not read the future."),
+    batch: Optional[int] = typer.Option(None),
+    epochs: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None),
+    max_seconds: Optional[float] = typer.Option(None, help="Time budget (0 = none)."),
+    seed: Optional[int] = typer.Option(None, help="Seeds training and the synthetic series."),
+    k: Optional[str] = typer.Option(None, "--k", help="k-step-ahead evaluations, comma-separated (1,4,16,64)."),
+    season: Optional[int] = typer.Option(None, help="Seasonal period for MASE and seasonal naive (12 for monthly data, else 1)."),
+    horizon: Optional[int] = typer.Option(None, help="Forecast this many values past the end; printed as CSV (time,forecast)."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (default: a new one under runs/)."),
+    overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace a non-empty --out directory."),
+    quiet: bool = QuietOpt,
+):
+    """Train a forecaster on a numeric series; report one-step, multi-step and k-step errors against
+    naive baselines (stdout: the metrics table, or with --horizon the forecast as CSV)."""
+    from seqtool.forecast_report import horizon_csv, text_table
+    from seqtool.progress import Reporter
+    from seqtool.report import write_run_report
+    from seqtool.tasks.forecast import ForecastTask
+    from seqtool.train import start_run
+
+    flags = {name: value for name, value in locals().items() if name in FORECAST_FLAGS}
+    flags["task"] = "forecast"
+    flags["k"] = parse_ks(k) if k is not None else None
+    spec = build_spec(spec_path, data, flags, FORECAST_FLAGS)
+    task = ForecastTask.from_spec(spec)
+    trainer = start_run(spec, reporter=Reporter(quiet=quiet), command=command_line(), task=task)
+    if not quiet:
+        err(f"run directory: {trainer.run.path}")
+    summary = trainer.fit()
+    task.run_path = trainer.run.path
+    results = task.forecast_results(trainer.model, trainer.device)
+    summary["forecast"] = results
+    write_run_report(trainer.run, summary, task.monitor, task.report_sections(trainer.model, trainer.device))
+    if spec.forecast.horizon:
+        sys.stdout.write(horizon_csv(results["horizon"]))
+        if not quiet:
+            err(text_table(results))
+    else:
+        print(text_table(results))
+    if not quiet:
+        err(f"report: {trainer.run.path / 'report.md'}")
 
 
 # ---- entry point -------------------------------------------------------------------------------

@@ -75,12 +75,32 @@ class OutputSpec:
 
 
 @dataclass
+class ForecastSpec:
+    """Forecasting only: which numbers to read, how to split them, what to evaluate.
+    The model itself is model.cell = mlp (autoregressive) | rnn | gru | lstm (latent autoregressive)."""
+
+    synthetic: str | None = None  # 'sine' instead of data.corpus
+    length: int = 1000  # synthetic series length
+    noise: float = 0.2  # synthetic noise standard deviation
+    column: str | None = None  # value column (name or 1-based position); default: the last numeric one
+    time_column: str | None = None  # default: the first column when it is not the value column
+    fill: str = "none"  # missing values: none (an error) | ffill | interpolate
+    tau: int = 4  # values the model reads: the AR window, or the latent model's context
+    n_train: int | None = None  # values in the training part; default 600 (synthetic) or the first 80%
+    train_horizon: int = 1  # train on rolled-out predictions this many steps ahead (1 = teacher forcing only)
+    k: list = field(default_factory=lambda: [1, 4, 16, 64])  # k-step-ahead evaluations
+    season: int | None = None  # seasonal period for MASE and seasonal naive; default 12 for monthly data, else 1
+    horizon: int = 0  # forecast this many values past the end of the series
+
+
+@dataclass
 class RunSpec:
     task: str = "lm"
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
+    forecast: ForecastSpec = field(default_factory=ForecastSpec)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +110,39 @@ class RunSpec:
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(RunSpec) if f.name != "task"}
-_SECTION_CLASSES = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "output": OutputSpec}
+_SECTION_CLASSES = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "output": OutputSpec, "forecast": ForecastSpec}
+RECURRENT_CELLS = ("rnn", "gru", "lstm")
+
+#: Defaults that differ from the dataclass ones, by task and (for forecasting) by model family.
+#: Precedence: dataclass defaults < these < spec file < flags.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    # the classic autoregressive setting of the course notes: MLP tau 4 -> 10 -> 1, batch 16, Adam 0.01, 5 epochs
+    "forecast": {
+        "model.cell": "mlp", "model.hidden": 10, "model.layers": 1, "model.dropout": 0.0,
+        "train.batch": 16, "train.epochs": 5, "train.lr": 0.01, "train.schedule": "none", "train.clip": None,
+        "train.max_seconds": None,
+    },
+    # latent autoregressive (rnn/gru/lstm): a longer context, more steps, rollout training
+    "forecast:recurrent": {
+        "model.hidden": 32, "train.epochs": 30, "train.lr": 0.005, "train.schedule": "cosine", "train.clip": 1.0,
+        "forecast.tau": 64, "forecast.train_horizon": 16,
+    },
+}
+
+
+def spec_defaults(task: str = "lm", cell: str | None = None) -> RunSpec:
+    """A RunSpec holding the defaults for a task and, for forecasting, its model family."""
+    spec = RunSpec(task=task)
+    table = dict(TASK_DEFAULTS.get(task, {}))
+    cell = cell or table.get("model.cell")
+    if cell in RECURRENT_CELLS:
+        table.update(TASK_DEFAULTS.get(f"{task}:recurrent", {}))
+    if cell is not None:
+        table["model.cell"] = cell
+    for dotted, value in table.items():
+        section, key = dotted.split(".", 1)
+        setattr(getattr(spec, section), key, value)
+    return spec
 
 
 def _allowed(types_: tuple) -> str:
@@ -120,8 +172,11 @@ def _coerce(where: str, value: Any, annotation: str | type) -> Any:
     raise UsageError(f"{where}: expected {_allowed(tuple(typing.get_origin(t) or t for t in options))}, got {value!r}")
 
 
-def from_dict(raw: Any, source: str = "spec") -> RunSpec:
-    """Build a RunSpec from nested dicts, rejecting unknown keys and wrong types by name."""
+def from_dict(raw: Any, source: str = "spec", task: str | None = None, cell: str | None = None) -> RunSpec:
+    """Build a RunSpec from nested dicts, rejecting unknown keys and wrong types by name.
+
+    `task`/`cell` (from flags) pick the defaults when given; else the spec's own task and model.cell do.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -130,9 +185,12 @@ def from_dict(raw: Any, source: str = "spec") -> RunSpec:
     if unknown:
         key = sorted(map(str, unknown))[0]
         raise UsageError(f"{source}: unknown key '{key}'; allowed: task, {', '.join(SECTIONS)}")
-    spec = RunSpec()
-    if "task" in raw:
-        spec.task = _coerce(f"{source}: task", raw["task"], "str")
+    raw_task = _coerce(f"{source}: task", raw["task"], "str") if "task" in raw else None
+    raw_model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    raw_cell = raw_model.get("cell") if isinstance(raw_model.get("cell"), str) else None
+    spec = spec_defaults(task or raw_task or "lm", cell or raw_cell)
+    if raw_task is not None:
+        spec.task = raw_task
     for name, cls in _SECTION_CLASSES.items():
         section = raw.get(name)
         if section is None:
@@ -162,8 +220,9 @@ _SpecLoader.add_implicit_resolver(
 )
 
 
-def load_spec(path: str | Path) -> RunSpec:
-    """Read a YAML spec. Relative corpus/output paths are resolved against the spec's folder."""
+def load_spec(path: str | Path, task: str | None = None, cell: str | None = None) -> RunSpec:
+    """Read a YAML spec. Relative corpus/output paths are resolved against the spec's folder.
+    `task`/`cell` (from flags) pick the defaults, as in from_dict."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -178,7 +237,7 @@ def load_spec(path: str | Path) -> RunSpec:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise UsageError(f"{path}: bad YAML{where}: {problem}") from None
-    spec = from_dict(raw, source=str(path))
+    spec = from_dict(raw, source=str(path), task=task, cell=cell)
     _resolve_relative(spec, raw or {}, path.parent)
     return spec
 
@@ -241,7 +300,9 @@ def validate(spec: RunSpec) -> None:
     _positive("data.min_freq", d.min_freq, allow_zero=True)
     if not 0.0 <= d.val_fraction < 1.0:
         raise UsageError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
-    _choice("model.cell", m.cell, ("rnn", "gru", "lstm"))
+    _choice("model.cell", m.cell, (*RECURRENT_CELLS, "mlp"))
+    if m.cell == "mlp" and spec.task != "forecast":
+        raise UsageError(f"model.cell 'mlp' is only for forecasting; task {spec.task} needs rnn, gru or lstm")
     _choice("model.impl", m.impl, ("fused", "scratch"))
     _choice("model.init", m.init, ("default", "orthogonal"))
     _positive("model.hidden", m.hidden)
@@ -263,3 +324,19 @@ def validate(spec: RunSpec) -> None:
     _positive("train.patience", t.patience)
     _positive("train.warmup", t.warmup, allow_zero=True)
     _positive("train.weight_decay", t.weight_decay, allow_zero=True)
+    _validate_forecast(spec.forecast)
+
+
+def _validate_forecast(f: ForecastSpec) -> None:
+    if f.synthetic is not None:
+        _choice("forecast.synthetic", f.synthetic, ("sine",))
+    _choice("forecast.fill", f.fill, ("none", "ffill", "interpolate"))
+    _positive("forecast.length", f.length)
+    _positive("forecast.noise", f.noise, allow_zero=True)
+    _positive("forecast.tau", f.tau)
+    _positive("forecast.n_train", f.n_train)
+    _positive("forecast.train_horizon", f.train_horizon)
+    _positive("forecast.season", f.season)
+    _positive("forecast.horizon", f.horizon, allow_zero=True)
+    if not f.k or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in f.k):
+        raise UsageError(f"forecast.k must be a non-empty list of positive integers, got {f.k!r}")

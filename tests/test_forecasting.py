@@ -116,3 +116,14 @@ def test_build_forecaster_shapes_and_classic_mlp():
         build_forecaster("transformer", 4, 10)
     with pytest.raises(ValueError, match="bidirectional"):
         LatentForecaster(stack=RecurrentStack(1, 4, "gru", bidirectional=True, batch_first=True))
+
+
+def test_segment_predictions_roll_out_the_last_horizon_positions():
+    half = linear_ar([0.0, 0.5])
+    seg = SERIES[None, :6]  # 3 1 4 1 5 9
+    tf = half.segment_predictions(seg, horizon=1)  # positions 2..5 from the true values
+    assert tf.tolist() == [[0.5, 2.0, 0.5, 2.5]]
+    rolled = half.segment_predictions(seg, horizon=3)  # positions 2, 3 true; 4, 5 fed back from position 3
+    assert rolled.tolist() == [[0.5, 2.0, 1.0, 0.5]]
+    memoryless = relu_rnn(w_hh=0.0, head=0.5, context=8)
+    assert memoryless.segment_predictions(seg, horizon=2).tolist() == [[1.5, 0.5, 2.0, 0.5, 0.25]]

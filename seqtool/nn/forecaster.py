@@ -35,6 +35,17 @@ class Forecaster(nn.Module):
     def advance(self, carry: Any, value: torch.Tensor) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 
+    def segment_predictions(self, seg: torch.Tensor, horizon: int = 1) -> torch.Tensor:
+        """Training view of a segment (batch, L): predictions for positions min_context..L-1, read
+        from the true values up to L - horizon, then rolled out on the model's own predictions for
+        the last `horizon` positions (horizon 1 = plain teacher forcing). Aligned with seg[:, min_context:]."""
+        preds, carry = self.encode(seg[:, : seg.shape[1] - horizon])
+        out, p = [preds], preds[:, -1]
+        for _ in range(horizon - 1):
+            p, carry = self.advance(carry, p)
+            out.append(p[:, None])
+        return torch.cat(out, dim=1)
+
     def rollout(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         """Recursive forecast: read x (batch, length), then predict `steps` values, each fed back
         in as the input of the next step. Returns (batch, steps)."""

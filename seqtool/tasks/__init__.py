@@ -8,6 +8,7 @@ from seqtool.errors import UsageError
 
 _REGISTRY = {
     "lm": "seqtool.tasks.lm:LanguageModelTask",
+    "forecast": "seqtool.tasks.forecast:ForecastTask",
 }
 
 

@@ -1,0 +1,85 @@
+"""How forecasting results are shown: the metrics table (Markdown and plain text), the PNG with
+the series and its forecasts, and the CSV of values past the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from seqtool.report import markdown_table, pyplot, save_figure
+
+COLUMNS = ["k", "method", "n", "mse", "mae", "smape", "mase"]
+
+
+def _rows(results: dict) -> list[dict]:
+    multi = [{"k": f"multi (1..{results['n_test']})", **row} for row in results["multi_step"]]
+    return results["k_step"] + multi
+
+
+def forecast_markdown(results: dict) -> str:
+    r = results
+    head = [
+        "## Forecast evaluation",
+        "",
+        f"- series: {r['series']}, {r['values']} values; training part: the first {r['n_train']}, test part: the last {r['n_test']}",
+        f"- model: {r['model']} reading {r['tau']} values; seasonal period {r['season']} "
+        f"(MASE scale: in-sample seasonal-naive MAE {r['mase_scale']:.4g})",
+        "- k: prediction for each test value made k steps earlier; multi: one recursive forecast from the end of the training part",
+        "- naive: the last known value; seasonal naive: the latest known value of the same season",
+        *([f"- left out: k = {', '.join(map(str, r['skipped_k']))} (no test value has that much history)"] if r.get("skipped_k") else []),
+        "",
+        markdown_table(_rows(r), COLUMNS),
+    ]
+    if r.get("horizon"):
+        head += ["", f"## Forecast past the end ({len(r['horizon'])} values)", "", markdown_table(r["horizon"], ["time", "forecast"])]
+    return "\n".join(head)
+
+
+def text_table(results: dict) -> str:
+    """The metrics table for a terminal: fixed-width columns."""
+    rows = _rows(results)
+    cells = [[str(c) for c in COLUMNS]] + [[_fmt(row[c]) for c in COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.rjust(w) if i != 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))) for line in cells)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.4g}"
+    return str(value)
+
+
+def horizon_csv(horizon: list[dict]) -> str:
+    return "time,forecast\n" + "".join(f"{row['time']},{row['forecast']:.10g}\n" for row in horizon)
+
+
+def forecast_plot(path: Path, series, n_train: int, curves: dict, horizon: list[dict] | None) -> None:
+    """Top: the series, one-step and recursive multi-step forecasts (and the forecast past the end);
+    bottom: the k-step-ahead predictions for every k over the test part."""
+    plt = pyplot()
+    n = len(series)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    index = torch.arange(n)
+    for ax in (top, bottom):
+        ax.plot(index, series.values, color="0.6", lw=0.8, label=series.name)
+        ax.axvline(n_train - 0.5, color="0.3", ls=":", lw=1)
+        ax.grid(alpha=0.3)
+    ks = sorted(curves["k"])
+    if 1 in curves["k"]:
+        targets, pred = curves["k"][1]
+        top.plot(targets, pred, color="tab:blue", lw=1, label="one-step")
+    top.plot(range(n_train, n), curves["multi"], color="tab:red", ls="--", lw=1.2, label="multi-step (recursive)")
+    if horizon:
+        top.plot(range(n, n + len(horizon)), [h["forecast"] for h in horizon], color="tab:green", lw=1.2, label="forecast past the end")
+    top.set_title("one-step and multi-step forecasts (dotted line: end of training part)")
+    top.legend(fontsize=8)
+    for k in ks:
+        targets, pred = curves["k"][k]
+        bottom.plot(targets, pred, lw=1, label=f"{k}-step")
+    bottom.set_title("k-step-ahead predictions")
+    bottom.legend(fontsize=8)
+    ticks = [int(i) for i in torch.linspace(0, n - 1, 6).round()]
+    bottom.set_xticks(ticks, [series.times[i] for i in ticks])
+    save_figure(fig, Path(path))
+    plt.close(fig)

@@ -1,0 +1,120 @@
+"""`seqtool forecast` end to end: the synthetic sine, the airline-passengers catalog CSV, stdin,
+pipelines, specs and the bad inputs a user will try."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--threads", "1", "--quiet"]
+
+
+def one_error_line(result, code: int) -> str:
+    assert result.code == code, (result.code, result.err)
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("seqtool: error: "), result.err
+    return lines[0]
+
+
+def test_synthetic_sine_writes_a_run_with_the_metrics_table(cli):
+    result = cli("forecast", "--synthetic", "sine", "--epochs", "2", "--out", "run", *FAST)
+    assert result.code == 0, result.err
+    lines = result.out.strip().splitlines()
+    assert lines[0].split() == ["k", "method", "n", "mse", "mae", "smape", "mase"]
+    assert [line.split()[0] for line in lines[1::3]] == ["1", "4", "16", "64", "multi"]
+    run = Path("run")
+    for name in ("spec.yaml", "report.json", "report.md", "forecast.png", "learning_curve.png", "checkpoints/best.pt", "metrics.jsonl"):
+        assert (run / name).is_file(), name
+    report = json.loads((run / "report.json").read_text())
+    fc = report["forecast"]
+    assert (fc["values"], fc["n_train"], fc["n_test"], fc["model"], fc["tau"]) == (1000, 600, 400, "mlp", 4)
+    assert {(r["k"], r["method"]) for r in fc["k_step"]} == {(k, m) for k in (1, 4, 16, 64) for m in ("model", "naive", "seasonal naive")}
+    one_step = next(r for r in fc["k_step"] if r["k"] == 1 and r["method"] == "model")
+    assert one_step["mse"] < 0.2 and one_step["n"] == 400
+    md = (run / "report.md").read_text()
+    assert "## Forecast evaluation" in md and "| 64 | naive | 400 |" in md and "forecast.png" in md
+    spec = yaml.safe_load((run / "spec.yaml").read_text())
+    assert spec["task"] == "forecast" and spec["model"]["cell"] == "mlp" and spec["forecast"]["synthetic"] == "sine"
+
+
+def test_catalog_csv_with_horizon_prints_csv_continuing_the_months(cli):
+    result = cli("forecast", "airline-passengers", "--n-train", "120", "--epochs", "3", "--horizon", "12", "--k", "1,12", "--out", "air", *FAST)
+    assert result.code == 0, result.err
+    lines = result.out.strip().splitlines()
+    assert lines[0] == "time,forecast" and len(lines) == 13
+    assert [line.split(",")[0] for line in lines[1:]] == [f"1961-{m:02d}" for m in range(1, 13)]
+    assert all(float(line.split(",")[1]) > 0 for line in lines[1:])
+    fc = json.loads(Path("air/report.json").read_text())["forecast"]
+    assert (fc["series"], fc["n_train"], fc["n_test"], fc["season"]) == ("Passengers", 120, 24, 12)
+    snaive = next(r for r in fc["k_step"] if r["k"] == 1 and r["method"] == "seasonal naive")
+    assert 1.0 < snaive["mase"] < 3.0  # the last two years grew faster than the ten before
+
+
+def test_recurrent_model_from_stdin_and_a_spec_file(cli, tmp_path):
+    spec = tmp_path / "f.yaml"
+    spec.write_text("task: forecast\nmodel: {cell: lstm, hidden: 8}\ntrain: {epochs: 1}\nforecast: {tau: 16, k: [1, 2]}\n")
+    values = "".join(f"{(i % 7) * 1.5 + i / 10}\n" for i in range(80)).encode()
+    result = cli("forecast", "-", "--spec", str(spec), "--train-horizon", "3", "--out", "r", *FAST, stdin=values)
+    assert result.code == 0, result.err
+    saved = yaml.safe_load(Path("r/spec.yaml").read_text())
+    assert saved["model"]["cell"] == "lstm" and saved["model"]["hidden"] == 8
+    assert saved["forecast"]["tau"] == 16 and saved["forecast"]["train_horizon"] == 3 and saved["train"]["epochs"] == 1
+    assert saved["train"]["lr"] == 0.005  # the recurrent family's default, chosen because the spec names lstm
+    assert [line.split()[0] for line in result.out.strip().splitlines()[1:]] == ["1"] * 3 + ["2"] * 3 + ["multi"] * 3
+
+
+def test_bidirectional_is_refused_with_the_reason(cli):
+    line = one_error_line(cli("forecast", "--synthetic", "sine", "--model", "gru", "--bidirectional", *FAST), 2)
+    assert "read the future values" in line
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--model", "transformer", "--synthetic", "sine"], 2, "model.cell"),
+        (["--synthetic", "sine", "--k", "1,x"], 2, "--k: expected comma-separated positive integers"),
+        (["--synthetic", "cosine"], 2, "forecast.synthetic"),
+        (["--synthetic", "sine", "--tau", "0"], 2, "forecast.tau must be > 0"),
+        (["--synthetic", "sine", "--n-train", "1000"], 2, "leaves nothing to test"),
+        ([], 2, "no data"),
+        (["nope.csv"], 1, "no such file or catalog corpus: nope.csv"),
+        (["--synthetic", "sine", "--length", "5"], 1, "series too short: 5 value(s), need at least 6"),
+        (["--synthetic", "sine", "--length", "6"], 1, "the training part has 4 values (raise --n-train)"),
+    ],
+)
+def test_bad_flags_and_data_give_one_line(cli, args, code, message):
+    assert message in one_error_line(cli("forecast", *args, *FAST), code)
+
+
+def test_bad_files_give_one_line(cli, tmp_path):
+    gaps = tmp_path / "gaps.csv"
+    gaps.write_text("t,v\n" + "".join(f"{i},{'' if i == 5 else i * i % 11}\n" for i in range(30)))
+    line = one_error_line(cli("forecast", str(gaps), *FAST), 1)
+    assert "1 missing value(s) (first on line 7); pass --fill ffill or --fill interpolate" in line
+    assert cli("forecast", str(gaps), "--fill", "interpolate", "--epochs", "1", "--k", "1", *FAST).code == 0
+    flat = tmp_path / "flat.txt"
+    flat.write_text("5\n" * 30)
+    assert "constant" in one_error_line(cli("forecast", str(flat), *FAST), 1)
+    words = tmp_path / "words.csv"
+    words.write_text("t,v\n1,3\n2,4\n3,five\n4,6\n")
+    assert "line 4: 'five' in v is not a number" in one_error_line(cli("forecast", str(words), *FAST), 1)
+
+
+def test_pipeline_in_a_real_subprocess(tmp_path):
+    """stdout carries only the CSV, so `seqtool forecast data --horizon H > next.csv` works."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    data = tmp_path / "data.csv"
+    data.write_text("day,value\n" + "".join(f"2024-01-{d:02d},{d % 5 + d / 3:.3f}\n" for d in range(1, 31)))
+    proc = subprocess.run([sys.executable, "-m", "seqtool", "forecast", str(data), "--horizon", "3", "--epochs", "2", "--k", "1"],
+                          capture_output=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = proc.stdout.decode().strip().splitlines()
+    assert lines[0] == "time,forecast" and [line.split(",")[0] for line in lines[1:]] == ["2024-01-31", "2024-02-01", "2024-02-02"]
+    assert "run directory:" in proc.stderr.decode()
