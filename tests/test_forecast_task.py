@@ -118,3 +118,17 @@ def test_report_numbers_match_a_hand_built_model(csv_file):
     assert [h["time"] for h in res["horizon"]] == ["13", "14", "15"]
     ahead = sc.inverse(z[11] * 0.5 ** torch.arange(1, 4, dtype=torch.float64))
     assert torch.allclose(torch.tensor([h["forecast"] for h in res["horizon"]], dtype=torch.float64), ahead)
+
+
+def test_spec_files_pick_forecast_defaults_by_task_and_model():
+    from seqtool.spec import from_dict
+
+    assert from_dict({"task": "forecast"}).model.cell == "mlp"
+    gru = from_dict({"task": "forecast", "model": {"cell": "gru"}, "forecast": {"k": [1, 2]}})
+    assert (gru.forecast.tau, gru.train.lr, gru.forecast.k) == (64, 0.005, [1, 2])
+    assert from_dict({"task": "forecast"}, cell="lstm").forecast.tau == 64  # a --model flag picks the family
+    assert from_dict({"task": "forecast", "model": {"hidden": 7}}).model.hidden == 7  # the file beats the defaults
+    with pytest.raises(UsageError, match="unknown key 'forecast.window'"):
+        from_dict({"task": "forecast", "forecast": {"window": 3}})
+    with pytest.raises(UsageError, match="forecast.fill"):
+        from_dict({"task": "forecast", "forecast": {"fill": "mean"}})
