@@ -23,7 +23,9 @@ def forecast_markdown(results: dict) -> str:
         "## Forecast evaluation",
         "",
         f"- series: {r['series']}, {r['values']} values; training part: the first {r['n_train']}, test part: the last {r['n_test']}",
-        f"- model: {r['model']} reading {r['tau']} values; seasonal period {r['season']} "
+        f"- model: {r['model']} reading {r['tau']} values of "
+        + ("log " if r.get("log") else "") + (f"lag-{r['difference']} differences" if r.get("difference") else "the series")
+        + f" (standardised on the training part); seasonal period {r['season']} "
         f"(MASE scale: in-sample seasonal-naive MAE {r['mase_scale']:.4g})",
         "- k: prediction for each test value made k steps earlier; multi: one recursive forecast from the end of the training part",
         "- naive: the last known value; seasonal naive: the latest known value of the same season",

@@ -12,12 +12,15 @@ import math
 import torch
 
 from seqtool.nn.forecaster import Forecaster
+from seqtool.series import Transform
 
 
 @torch.no_grad()
 def forecast_from(model: Forecaster, x: torch.Tensor, origins: list[int], steps: int) -> torch.Tensor:
     """P[i, j] = prediction for x[origins[i] + j + 1], made from x[..origins[i]] alone and fed
-    its own predictions for the j steps in between. Returns (len(origins), steps)."""
+    its own predictions for the j steps in between. Returns (len(origins), steps), in x's units
+    and on x's device (the model may live elsewhere)."""
+    param = next(model.parameters())
     out = torch.empty(len(origins), steps, dtype=x.dtype, device=x.device)
     by_length: dict[int, list[int]] = {}
     for i, o in enumerate(origins):
@@ -30,37 +33,51 @@ def forecast_from(model: Forecaster, x: torch.Tensor, origins: list[int], steps:
     for length, rows in by_length.items():
         starts = torch.tensor([origins[i] - length + 1 for i in rows], device=x.device)
         segments = x[starts[:, None] + torch.arange(length, device=x.device)]
-        out[rows] = model.rollout(segments.to(next(model.parameters()).dtype), steps).to(x.dtype)
+        out[rows] = model.rollout(segments.to(param.device, param.dtype), steps).to(x.device, x.dtype)
     return out
 
 
-def k_step(model: Forecaster, x: torch.Tensor, targets: list[int], ks: list[int]) -> dict[int, torch.Tensor]:
+def forecast_table(model: Forecaster, x: torch.Tensor, origins: list[int], steps: int, transform: Transform | None = None) -> torch.Tensor:
+    """forecast_from on the original series: the model runs on transform.forward(x) (whose index
+    is shifted by the differencing lag) and its forecasts come back in x's units."""
+    if transform is None:
+        return forecast_from(model, x, origins, steps)
+    table = forecast_from(model, transform.forward(x), [o - transform.lag for o in origins], steps)
+    return transform.to_original(table, x, origins)
+
+
+def min_history(model: Forecaster, transform: Transform | None = None) -> int:
+    """Values of x a forecast needs before it: the model's own minimum plus the differencing lag."""
+    return model.min_context + (transform.lag if transform else 0)
+
+
+def k_step(model: Forecaster, x: torch.Tensor, targets: list[int], ks: list[int], transform: Transform | None = None) -> dict[int, torch.Tensor]:
     """For every k: the predictions for positions `targets`, each made k steps earlier (from t - k).
     One batched rollout of max(ks) steps from every origin needed serves all k at once."""
     if not targets:
         return {k: x.new_zeros(0) for k in ks}
     kmax = max(ks)
-    first = min(targets) - kmax
-    lo = max(first, model.min_context - 1)
+    need = min_history(model, transform)
+    lo = max(min(targets) - kmax, need - 1)
     origins = list(range(lo, max(targets)))
-    table = forecast_from(model, x, origins, kmax)
+    table = forecast_table(model, x, origins, kmax, transform)
     result = {}
     for k in ks:
         o = torch.tensor([t - k for t in targets])
         if (o < lo).any():
-            raise ValueError(f"k={k}: some targets have fewer than {model.min_context} values {k} steps earlier")
+            raise ValueError(f"k={k}: some targets have fewer than {need} values {k} steps earlier")
         result[k] = table[o - lo, k - 1]
     return result
 
 
-def one_step(model: Forecaster, x: torch.Tensor, targets: list[int]) -> torch.Tensor:
+def one_step(model: Forecaster, x: torch.Tensor, targets: list[int], transform: Transform | None = None) -> torch.Tensor:
     """Each prediction from the true history just before it."""
-    return k_step(model, x, targets, [1])[1]
+    return k_step(model, x, targets, [1], transform)[1]
 
 
-def recursive(model: Forecaster, x: torch.Tensor, origin: int, steps: int) -> torch.Tensor:
+def recursive(model: Forecaster, x: torch.Tensor, origin: int, steps: int, transform: Transform | None = None) -> torch.Tensor:
     """Multi-step forecast of x[origin+1 .. origin+steps] from x[..origin], feeding predictions back."""
-    return forecast_from(model, x, [origin], steps)[0]
+    return forecast_table(model, x, [origin], steps, transform)[0]
 
 
 def naive(x: torch.Tensor, targets: list[int], k: int) -> torch.Tensor:
@@ -73,8 +90,8 @@ def seasonal_naive(x: torch.Tensor, targets: list[int], k: int, season: int) -> 
     return x[torch.tensor(targets) - season * math.ceil(k / season)]
 
 
-def eval_targets(n_train: int, n: int, k: int, min_context: int, season: int) -> list[int]:
-    """Test positions t >= n_train where the model (needs min_context values up to t - k) and both
+def eval_targets(n_train: int, n: int, k: int, need: int, season: int) -> list[int]:
+    """Test positions t >= n_train where the model (needs `need` values up to t - k) and both
     baselines have a forecast k steps ahead, so every method is scored on the same points."""
     back = max(k, season * math.ceil(k / season))
-    return [t for t in range(n_train, n) if t - k + 1 >= min_context and t - back >= 0]
+    return [t for t in range(n_train, n) if t - k + 1 >= need and t - back >= 0]

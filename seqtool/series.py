@@ -227,6 +227,56 @@ class Scaler:
         return {"mean": self.mean, "std": self.std}
 
 
+@dataclass
+class Transform:
+    """What the model sees: log (optional), then lag-d differences (optional), then standardisation,
+    all fitted on the training part. z[i] belongs to x[i + lag]. Differencing lets a model that only
+    knows the training range follow a trend past it; log turns growing seasonal swings into
+    constant ones."""
+
+    scaler: Scaler
+    log: bool = False
+    lag: int = 0
+
+    @classmethod
+    def fit(cls, train: torch.Tensor, log: bool = False, lag: int = 0) -> "Transform":
+        if lag >= len(train):
+            raise SeqtoolError(f"--difference {lag} needs a training part longer than {lag} values (it has {len(train)})")
+        return cls(Scaler.fit(cls(Scaler(0.0, 1.0), log, lag)._unscaled(train)), log, lag)
+
+    def _unscaled(self, x: torch.Tensor) -> torch.Tensor:
+        if self.log:
+            bad = (x <= 0).nonzero()
+            if len(bad):
+                i = int(bad[0])
+                raise SeqtoolError(f"--log needs positive values; value {i + 1} is {x[i].item():g}")
+            x = torch.log(x)
+        return x[self.lag :] - x[: -self.lag] if self.lag else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scaler.transform(self._unscaled(x))
+
+    def to_original(self, table: torch.Tensor, x: torch.Tensor, origins: list[int]) -> torch.Tensor:
+        """Model-unit forecasts table[i, j] for x[origins[i] + j + 1] -> original units: undo the
+        scaling, add back the value `lag` steps earlier (known, or forecast from the same origin),
+        undo the log."""
+        y = self.scaler.inverse(table.to(x.dtype))
+        if self.lag:
+            levels = torch.log(x) if self.log else x
+            o = torch.tensor(origins)
+            for j in range(y.shape[1]):
+                earlier = levels[o + j + 1 - self.lag] if j + 1 <= self.lag else y[:, j - self.lag]
+                y[:, j] = y[:, j] + earlier
+        return torch.exp(y) if self.log else y
+
+    def state(self) -> dict:
+        return {"scaler": self.scaler.state(), "log": self.log, "lag": self.lag}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Transform":
+        return cls(Scaler(**state["scaler"]), state["log"], state["lag"])
+
+
 _MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
 _DAY = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 

@@ -85,6 +85,8 @@ class ForecastSpec:
     column: str | None = None  # value column (name or 1-based position); default: the last numeric one
     time_column: str | None = None  # default: the first column when it is not the value column
     fill: str = "none"  # missing values: none (an error) | ffill | interpolate
+    log: bool = False  # model log(x): growing seasonal swings become constant ones (needs positive values)
+    difference: int = 0  # model x_t - x_{t-d} (after log): lets the model follow a trend past the training range
     tau: int = 4  # values the model reads: the AR window, or the latent model's context
     n_train: int | None = None  # values in the training part; default 600 (synthetic) or the first 80%
     train_horizon: int = 1  # train on rolled-out predictions this many steps ahead (1 = teacher forcing only)
@@ -333,6 +335,7 @@ def _validate_forecast(f: ForecastSpec) -> None:
     _choice("forecast.fill", f.fill, ("none", "ffill", "interpolate"))
     _positive("forecast.length", f.length)
     _positive("forecast.noise", f.noise, allow_zero=True)
+    _positive("forecast.difference", f.difference, allow_zero=True)
     _positive("forecast.tau", f.tau)
     _positive("forecast.n_train", f.n_train)
     _positive("forecast.train_horizon", f.train_horizon)

@@ -44,9 +44,9 @@ def test_scaler_and_training_windows_see_only_the_training_part(csv_file):
     assert a.task_state() == b.task_state()
     assert torch.equal(a.segments, b.segments)
     train = torch.tensor(values[:30], dtype=torch.float64)
-    assert math.isclose(a.scaler.mean, train.mean().item()) and math.isclose(a.scaler.std, train.std(correction=0).item())
+    assert math.isclose(a.transform.scaler.mean, train.mean().item()) and math.isclose(a.transform.scaler.std, train.std(correction=0).item())
     assert a.segments.shape == (30 - 5 + 1, 5)  # tau 4 + one label; the last label is value 30
-    assert torch.allclose(a.segments[-1].double(), a.scaler.transform(train[-5:]), atol=1e-6)
+    assert torch.allclose(a.segments[-1].double(), a.transform.forward(train[-5:]), atol=1e-6)
 
 
 def test_default_split_and_season(csv_file, tmp_path):
@@ -98,7 +98,7 @@ def test_report_numbers_match_a_hand_built_model(csv_file):
         net.bias.zero_()
     model = ARForecaster(4, net=net)
     res = task.forecast_results(model, torch.device("cpu"))
-    x, sc = torch.tensor(values, dtype=torch.float64), task.scaler
+    x, sc = torch.tensor(values, dtype=torch.float64), task.transform.scaler
     z = sc.transform(x)
     scale = (x[2:8] - x[:6]).abs().mean().item()  # in-sample seasonal naive (m = 2) on the training part
     assert math.isclose(res["mase_scale"], scale)

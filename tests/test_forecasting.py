@@ -127,3 +127,20 @@ def test_segment_predictions_roll_out_the_last_horizon_positions():
     assert rolled.tolist() == [[0.5, 2.0, 1.0, 0.5]]
     memoryless = relu_rnn(w_hh=0.0, head=0.5, context=8)
     assert memoryless.segment_predictions(seg, horizon=2).tolist() == [[1.5, 0.5, 2.0, 0.5, 0.25]]
+
+
+def test_k_step_on_differences_integrates_back_to_levels():
+    from seqtool.series import Scaler, Transform
+
+    x = torch.tensor([1.0, 2.0, 4.0, 7.0, 11.0, 16.0, 22.0, 29.0], dtype=torch.float64)  # differences 1 2 3 4 5 6 7
+    tr = Transform(Scaler(0.0, 1.0), lag=1)
+    line = linear_ar([-1.0, 2.0])  # continues the differences as a line: the next difference is one more
+    targets = [6, 7]
+    preds = k_step(line, x, targets, [1, 2], tr)
+    assert preds[1].tolist() == [22.0, 29.0]  # exact: the differences really do grow by one
+    assert preds[2].tolist() == [22.0, 29.0]
+    # origin 4 (x = 11, last differences 3, 4): forecasts 11 + 5, + 6, + 7
+    assert recursive(line, x, 4, 3, tr).tolist() == [16.0, 22.0, 29.0]
+    assert recursive(line, x, 2, 1, tr).tolist() == [7.0]  # origin 2 is the first with tau = 2 differences
+    with pytest.raises(ValueError):
+        recursive(line, x, 1, 1, tr)

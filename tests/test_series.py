@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seqtool.errors import SeqtoolError, UsageError
-from seqtool.series import Scaler, check_series, fill_missing, future_times, monthly, parse_series, synthetic_sine, windows
+from seqtool.series import Scaler, Transform, check_series, fill_missing, future_times, monthly, parse_series, synthetic_sine, windows
 
 AIRLINE_HEAD = '"Month","Passengers"\r\n"1949-01",112\r\n"1949-02",118\r\n"1949-03",132\r\n"1949-04",129'
 
@@ -128,3 +128,28 @@ def test_future_times_continue_the_time_axis():
     assert future_times(["0.5", "1.0"], 2) == ["1.5", "2"]
     assert future_times(["a", "b", "c"], 2) == ["4", "5"]
     assert monthly(["1949-01", "1949-02"]) and not monthly(["1", "2"])
+
+
+def test_transform_differences_and_undoes_them_with_its_own_forecasts():
+    x = torch.tensor([10.0, 20.0, 30.0, 40.0, 50.0], dtype=torch.float64)
+    tr = Transform(Scaler(0.0, 1.0), log=False, lag=2)
+    assert tr.forward(x).tolist() == [20.0, 20.0, 20.0]  # z[i] belongs to x[i + 2]
+    # forecasts of the differences from origin 3 (x[3] = 40) for x[4], x[5], x[6]:
+    # x[4] = 1 + x[2], x[5] = 2 + x[3], x[6] = 3 + (forecast of x[4])
+    table = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+    assert tr.to_original(table, x, [3]).tolist() == [[31.0, 42.0, 34.0]]
+
+
+def test_transform_log_and_scaling_fitted_on_the_training_part():
+    train = torch.tensor([1.0, 2.0, 8.0, 16.0], dtype=torch.float64)
+    tr = Transform.fit(train, log=True, lag=1)
+    logs = torch.log(train)
+    diffs = logs[1:] - logs[:-1]  # log 2, log 4, log 2
+    assert math.isclose(tr.scaler.mean, diffs.mean().item()) and math.isclose(tr.scaler.std, diffs.std(correction=0).item())
+    z = tr.forward(train)
+    assert torch.allclose(tr.to_original(z[None, 1:], train, [1]), train[2:][None])  # exact z gives back the values
+    with pytest.raises(SeqtoolError, match="--log needs positive values; value 2 is 0"):
+        Transform.fit(torch.tensor([1.0, 0.0, 3.0], dtype=torch.float64), log=True)
+    with pytest.raises(SeqtoolError, match="constant"):
+        Transform.fit(torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64), lag=1)  # a straight line: all differences equal
+    assert Transform.from_state(tr.state()) == tr

@@ -1,8 +1,9 @@
 """Forecasting: predict the next value of a numeric series, then judge one-step, recursive
 multi-step and k-step-ahead forecasts on the held-out tail against naive baselines.
 
-The series is split once: the first n_train values train the model and fit the scaler (so nothing
-about the test part leaks into training); everything after is the test part.
+The series is split once: the first n_train values train the model and fit the transform (log,
+differencing, scaling), so nothing about the test part leaks into training; everything after is
+the test part.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from torch import nn
 
 from seqtool.errors import SeqtoolError, UsageError
 from seqtool.forecast_metrics import all_metrics, seasonal_naive_scale
-from seqtool.forecasting import eval_targets, k_step, naive, recursive, seasonal_naive
+from seqtool.forecasting import eval_targets, k_step, min_history, naive, recursive, seasonal_naive
 from seqtool.nn.forecaster import Forecaster, build_forecaster
-from seqtool.series import Scaler, Series, check_series, future_times, monthly, parse_series, synthetic_sine
+from seqtool.series import Series, Transform, check_series, future_times, monthly, parse_series, synthetic_sine
 from seqtool.tasks.base import Task
 
 CLASSIC_N_TRAIN = 600  # the classic sine experiment trains on its first 600 values
@@ -44,17 +45,17 @@ class ForecastTask(Task):
     monitor = "fit_mse"  # the training objective over all training segments: no test data in model selection
     unit = "windows"
 
-    def __init__(self, spec, series: Series | None, scaler: Scaler, n_train: int, season: int, context: int):
+    def __init__(self, spec, series: Series | None, transform: Transform, n_train: int, season: int, context: int):
         super().__init__(spec)
-        self.series, self.scaler = series, scaler
+        self.series, self.transform = series, transform
         self.n_train, self.season, self.context = n_train, season, context
         self.recurrent = spec.model.cell != "mlp"
         self._results: dict | None = None
         self.skipped_k: list[int] = []
         if series is not None:
-            self.z = scaler.transform(series.values)  # float64, the whole series in model units
+            self.z = transform.forward(series.values)  # float64, model units; z[i] belongs to x[i + lag]
             length = context + spec.forecast.train_horizon
-            self.segments = self.z[:n_train].float().unfold(0, length, 1).contiguous()
+            self.segments = self.z[: n_train - transform.lag].float().unfold(0, length, 1).contiguous()
 
     # ---- construction ------------------------------------------------------------------------
     @staticmethod
@@ -82,31 +83,33 @@ class ForecastTask(Task):
                 raise UsageError(f"--n-train {n_train} leaves nothing to test: the series has {n} values")
         else:
             n_train = CLASSIC_N_TRAIN if f.synthetic and n > CLASSIC_N_TRAIN else int(n * 0.8)
-        need = (1 if recurrent else f.tau) + f.train_horizon
+        lag = f.difference
+        need = (1 if recurrent else f.tau) + f.train_horizon + lag
         if n_train < need:
             raise SeqtoolError(
-                f"the training part has {n_train} values (raise --n-train); --tau {f.tau} and --train-horizon {f.train_horizon} need at least {need}"
-                if not recurrent else
-                f"the training part has {n_train} values (raise --n-train); --train-horizon {f.train_horizon} needs at least {need}"
+                f"the training part has {n_train} values (raise --n-train); "
+                + (f"--tau {f.tau}, " if not recurrent else "")
+                + f"--train-horizon {f.train_horizon}" + (f" and --difference {lag}" if lag else "") + f" need at least {need}"
             )
         # a recurrent model's context shrinks to what the training part can hold
-        context = min(f.tau, n_train - f.train_horizon) if recurrent else f.tau
+        context = min(f.tau, n_train - lag - f.train_horizon) if recurrent else f.tau
         season = f.season or (12 if monthly(series.times) else 1)
         if season >= n_train:
             raise SeqtoolError(f"--season {season} needs a training part longer than {season} values (it has {n_train})")
-        ks = [k for k in sorted(set(f.k)) if eval_targets(n_train, n, k, 1 if recurrent else context, season)]
+        ks = [k for k in sorted(set(f.k)) if eval_targets(n_train, n, k, (1 if recurrent else context) + lag, season)]
         if not ks:
             raise UsageError(f"--k {','.join(map(str, f.k))}: no test value has that much history before it; use a smaller k")
-        task = cls(spec, series, Scaler.fit(series.values[:n_train]), n_train, season, context)
+        transform = Transform.fit(series.values[:n_train], f.log, lag)
+        task = cls(spec, series, transform, n_train, season, context)
         task.skipped_k = sorted(set(f.k) - set(ks))  # too far ahead for this series: left out of the report
         return task
 
     @classmethod
     def from_checkpoint(cls, spec, task_state: dict) -> "ForecastTask":
-        return cls(spec, None, Scaler(**task_state["scaler"]), task_state["n_train"], task_state["season"], task_state["context"])
+        return cls(spec, None, Transform.from_state(task_state["transform"]), task_state["n_train"], task_state["season"], task_state["context"])
 
     def task_state(self) -> dict:
-        return {"scaler": self.scaler.state(), "n_train": self.n_train, "season": self.season, "context": self.context}
+        return {"transform": self.transform.state(), "n_train": self.n_train, "season": self.season, "context": self.context}
 
     def build_model(self) -> nn.Module:
         m = self.spec.model
@@ -144,14 +147,12 @@ class ForecastTask(Task):
             pred = model.segment_predictions(seg, self.spec.forecast.train_horizon)
             total += float(((pred - seg[:, model.min_context :]) ** 2).sum())
             count += pred.numel()
-        targets = list(range(max(self.n_train, model.min_context), len(self.z)))
-        one = self._unscale(k_step(model, self.z.to(device), targets, [1])[1])
-        test_mse = float(((one - self.series.values[targets]) ** 2).mean())
+        x = self.series.values
+        targets = list(range(max(self.n_train, min_history(model, self.transform)), len(x)))
+        one = k_step(model, x, targets, [1], self.transform)[1]
+        test_mse = float(((one - x[targets]) ** 2).mean())
         model.train(was_training)
         return {"fit_mse": total / max(count, 1), "test_mse": test_mse}
-
-    def _unscale(self, z: torch.Tensor) -> torch.Tensor:
-        return self.scaler.inverse(z.detach().to("cpu", torch.float64))
 
     # ---- forecasting and evaluation ----------------------------------------------------------
     @torch.no_grad()
@@ -161,20 +162,20 @@ class ForecastTask(Task):
         if self._results is not None:
             return self._results
         model.eval()
-        f, x, z = self.spec.forecast, self.series.values, self.z.to(device)
+        f, x, tr = self.spec.forecast, self.series.values, self.transform
         n, n0, m = len(x), self.n_train, self.season
         scale = seasonal_naive_scale(x[:n0], m)
         rows, curves = [], {"k": {}}
         for k in sorted(set(f.k) - set(self.skipped_k)):
-            targets = eval_targets(n0, n, k, model.min_context, m)
-            pred = self._unscale(k_step(model, z, targets, [k])[k])
+            targets = eval_targets(n0, n, k, min_history(model, tr), m)
+            pred = k_step(model, x, targets, [k], tr)[k]
             actual = x[targets]
             curves["k"][k] = (targets, pred)
             for method, forecast in (("model", pred), ("naive", naive(x, targets, k)), ("seasonal naive", seasonal_naive(x, targets, k, m))):
                 rows.append({"k": k, "method": method, "n": len(targets), **all_metrics(forecast, actual, scale)})
         # recursive multi-step from the end of the training part, against the baselines from the same origin
         steps = n - n0
-        multi = self._unscale(recursive(model, z, n0 - 1, steps))
+        multi = recursive(model, x, n0 - 1, steps, tr)
         last_season = x[n0 - m : n0]
         multi_rows = [
             {"method": "model", "n": steps, **all_metrics(multi, x[n0:], scale)},
@@ -185,10 +186,11 @@ class ForecastTask(Task):
         result = {
             "series": self.series.name, "values": n, "n_train": n0, "n_test": steps, "season": m,
             "mase_scale": scale, "model": self.spec.model.cell, "tau": self.context,
+            "log": tr.log, "difference": tr.lag,
             "k_step": rows, "multi_step": multi_rows, "skipped_k": self.skipped_k,
         }
         if f.horizon:
-            ahead = self._unscale(recursive(model, z, n - 1, f.horizon))
+            ahead = recursive(model, x, n - 1, f.horizon, tr)
             result["horizon"] = [{"time": t, "forecast": float(v)} for t, v in zip(future_times(self.series.times, f.horizon), ahead)]
         self._curves = curves
         self._results = result
