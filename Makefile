@@ -8,13 +8,14 @@ SEQTOOL := $(VENV)/bin/seqtool
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 BUILD := build
 
-.PHONY: venv demo test bench lm clean help
+.PHONY: venv demo test bench lm forecast clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo    train a small GRU on The Time Machine (~1 min), sample from it, report perplexity"
 	@echo "make test    run the test suite"
 	@echo "make lm      the language-model workflow as file targets (preprocess -> train -> sample -> eval)"
+	@echo "make forecast  forecast the synthetic sine (GRU, metrics table) and airline-passengers 12 months ahead (~1 min)"
 	@echo "make bench   benchmarks (prints numbers; takes several minutes)"
 
 $(STAMP): pyproject.toml
@@ -53,8 +54,16 @@ $(BUILD)/lm-eval.json: $(BUILD)/lm/report.json
 lm: $(BUILD)/lm-samples.txt $(BUILD)/lm-eval.json
 	@cat $(BUILD)/lm-samples.txt $(BUILD)/lm-eval.json
 
+forecast: $(STAMP)
+	@mkdir -p $(BUILD)
+	$(SEQTOOL) forecast --synthetic sine --model gru --out $(BUILD)/forecast-sine --overwrite --quiet
+	$(SEQTOOL) forecast airline-passengers --n-train 120 --log --difference 12 --model gru --horizon 12 \
+		--out $(BUILD)/forecast-airline --overwrite --quiet > $(BUILD)/airline-next12.csv
+	@cat $(BUILD)/airline-next12.csv
+
 bench: $(STAMP)
 	$(PY) bench/bench_lm.py
+	$(PY) bench/bench_forecast.py
 	$(PY) bench/bench_stack.py
 
 clean:

@@ -64,7 +64,7 @@ def forecast_plot(path: Path, series, n_train: int, curves: dict, horizon: list[
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
     index = torch.arange(n)
     for ax in (top, bottom):
-        ax.plot(index, series.values, color="0.6", lw=0.8, label=series.name)
+        ax.plot(index, series.values, color="0.2", lw=0.7, alpha=0.6, zorder=5, label=series.name)
         ax.axvline(n_train - 0.5, color="0.3", ls=":", lw=1)
         ax.grid(alpha=0.3)
     ks = sorted(curves["k"])
