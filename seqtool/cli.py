@@ -110,7 +110,7 @@ def preprocess(
     """Tokenise a corpus, build its vocabulary, print statistics (tokens, types, top n-grams)."""
     from seqtool.corpora import read_text
     from seqtool.dataset import ngram_table, prepare_text
-    from seqtool.spec import DataSpec, _choice
+    from seqtool.spec import _choice
     from seqtool.text import BOS, EOS, PAD
 
     _choice("--level", level, ("char", "word"))
@@ -207,7 +207,6 @@ def train(
 ):
     """Train a model; writes a run directory (checkpoints, metrics.jsonl, report.{json,md,png})."""
     from seqtool.progress import Reporter
-    from seqtool.report import write_run_report
     from seqtool.train import resume_run, start_run
 
     flags = {k: v for k, v in locals().items() if k in TRAIN_FLAGS}
@@ -223,7 +222,6 @@ def train(
     if not quiet:
         err(f"run directory: {trainer.run.path}")
     summary = trainer.fit()
-    write_run_report(trainer.run, summary, trainer.task.monitor, trainer.task.report_sections(trainer.model, trainer.device))
     best = summary["best"].get(trainer.task.monitor)
     if not quiet:
         err(f"done: {summary['epochs']} epochs, {summary['wall_seconds']:.0f} s; best {trainer.task.monitor} {best:.4f} (epoch {summary['best']['epoch']})"
@@ -420,7 +418,6 @@ def forecast(
     naive baselines (stdout: the metrics table, or with --horizon the forecast as CSV)."""
     from seqtool.forecast_report import horizon_csv, text_table
     from seqtool.progress import Reporter
-    from seqtool.report import write_run_report
     from seqtool.tasks.forecast import ForecastTask
     from seqtool.train import start_run
 
@@ -433,10 +430,7 @@ def forecast(
     if not quiet:
         err(f"run directory: {trainer.run.path}")
     summary = trainer.fit()
-    task.run_path = trainer.run.path
-    results = task.forecast_results(trainer.model, trainer.device)
-    summary["forecast"] = results
-    write_run_report(trainer.run, summary, task.monitor, task.report_sections(trainer.model, trainer.device))
+    results = summary["forecast"]
     if spec.forecast.horizon:
         sys.stdout.write(horizon_csv(results["horizon"]))
         if not quiet:

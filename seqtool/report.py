@@ -45,7 +45,7 @@ def learning_curve(rows: list[dict], path: Path, monitor: str) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     epochs = [r["epoch"] for r in rows]
-    ax.plot(epochs, [r["train_ppl" if monitor.endswith("ppl") else "train_loss"] for r in rows], label="train")
+    ax.plot(epochs, [r["train_ppl" if monitor.endswith("ppl") and "train_ppl" in r else "train_loss"] for r in rows], label="train")
     if rows and monitor in rows[0]:
         ax.plot(epochs, [r[monitor] for r in rows], label=monitor)
     ax.set_xlabel("epoch")

@@ -11,15 +11,12 @@ are read back only when the progress bar refreshes or an epoch ends.
 from __future__ import annotations
 
 import math
-import os
 import platform
 import random
 import signal
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -334,7 +331,17 @@ class Trainer:
                 s.done = True
             self.save(("last", "best") if improved else ("last",))
         self.reporter.stop()
-        return self.summary()
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Write report.json/.md and plots for the run as it stands; returns the summary."""
+        from seqtool.report import write_run_report
+
+        summary = self.summary()
+        extra, sections = self.task.report(self.model, self.device, self.run.path)
+        summary.update(extra)
+        write_run_report(self.run, summary, self.task.monitor, sections)
+        return summary
 
     # ---- helpers -----------------------------------------------------------------------------
     def _backward(self, loss: torch.Tensor) -> None:
@@ -342,7 +349,8 @@ class Trainer:
         loss.backward()
 
     def _status(self, mean_loss: float, rate: float) -> str:
-        return f"loss {mean_loss:.3f}  ppl {math.exp(min(mean_loss, 50)):.2f}  {rate:,.0f} {self.task.unit}/s"
+        ppl = f"  ppl {math.exp(min(mean_loss, 50)):.2f}" if self.task.loss_is_nll else ""
+        return f"loss {mean_loss:.4g}{ppl}  {rate:,.0f} {self.task.unit}/s"
 
     def _metrics_row(self, sums: dict, steps: int, metrics: dict) -> dict:
         s = self.state
@@ -352,7 +360,7 @@ class Trainer:
             "epoch": s.epoch,
             "step": s.global_step,
             "train_loss": train_loss,
-            "train_ppl": math.exp(min(train_loss, 50.0)),
+            **({"train_ppl": math.exp(min(train_loss, 50.0))} if self.task.loss_is_nll else {}),
             **{k: float(v) for k, v in metrics.items()},
             "grad_norm": sums["norm"] / max(steps, 1),
             "clip_frac": sums["clipped"] / max(steps, 1) if self.spec.train.clip is not None else 0.0,

@@ -22,6 +22,8 @@ class Task(ABC):
     monitor_lower_is_better: bool = True
     #: what train_loss's count measures, for throughput ("tokens", "sentences", "windows")
     unit: str = "tokens"
+    #: the training loss is a negative log-likelihood per token, so exp(loss) is a perplexity
+    loss_is_nll: bool = False
 
     def __init__(self, spec):
         self.spec = spec
@@ -73,6 +75,11 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Held-out metrics; must contain `self.monitor`."""
+
+    def report(self, model: nn.Module, device: torch.device, run_dir) -> tuple[dict, list[str]]:
+        """What the task adds to the run's report: (entries for report.json, Markdown sections for
+        report.md); it may also write its own files (plots) into run_dir."""
+        return {}, self.report_sections(model, device)
 
     def report_sections(self, model: nn.Module, device: torch.device) -> list[str]:
         """Extra Markdown for report.md (samples, translations, tables)."""

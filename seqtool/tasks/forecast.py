@@ -8,6 +8,8 @@ the test part.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import math
 from typing import Iterator
 
@@ -196,12 +198,9 @@ class ForecastTask(Task):
         self._results = result
         return result
 
-    def report_sections(self, model, device) -> list[str]:
+    def report(self, model, device, run_dir) -> tuple[dict, list[str]]:
         from seqtool.forecast_report import forecast_markdown, forecast_plot
 
         results = self.forecast_results(model, device)
-        sections = [forecast_markdown(results)]
-        if getattr(self, "run_path", None) is not None:
-            forecast_plot(self.run_path / "forecast.png", self.series, self.n_train, self._curves, results.get("horizon"))
-            sections.append("![series and forecasts](forecast.png)")
-        return sections
+        forecast_plot(Path(run_dir) / "forecast.png", self.series, self.n_train, self._curves, results.get("horizon"))
+        return {"forecast": results}, [forecast_markdown(results), "![series and forecasts](forecast.png)"]

@@ -51,6 +51,7 @@ class LanguageModelTask(Task):
     monitor = "val_ppl"
     monitor_lower_is_better = True
     unit = "tokens"
+    loss_is_nll = True
 
     def __init__(self, spec, data: PreparedText | None, vocab: Vocab, counts: list[int]):
         super().__init__(spec)
