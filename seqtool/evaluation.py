@@ -5,7 +5,7 @@ from __future__ import annotations
 from seqtool.corpora import read_text
 from seqtool.errors import SeqtoolError
 from seqtool.restore import restore
-from seqtool.tasks.lm import perplexity_report, token_surprisals
+from seqtool.tasks.lm import EVAL_STREAMS, perplexity_report, token_surprisals
 from seqtool.text import normalize, tokenize
 
 
@@ -34,7 +34,7 @@ def evaluate_lm(checkpoint: str | None, data: str | None, device: str = "auto", 
     r = restore(checkpoint, task="lm", device=device)
     task = r.task
     ids, source = text_ids(r, data)
-    surprisal = token_surprisals(r.model, ids, r.device)
+    surprisal = token_surprisals(r.model, ids, r.device, streams=EVAL_STREAMS)
     result = {"checkpoint": str(r.path), "source": source, **perplexity_report(surprisal)}
     result["unk_tokens"] = int((ids == task.vocab.unk).sum())
     rows = []

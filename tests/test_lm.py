@@ -312,3 +312,19 @@ def test_filter_logits_top_k_and_temperature():
     torch.testing.assert_close(filter_logits(logits, temperature=2.0), logits / 2)
     assert torch.equal(filter_logits(logits, top_k=10), logits)  # k >= vocabulary: nothing removed
     assert torch.equal(filter_logits(logits, top_p=1.0), logits)
+
+
+def test_parallel_streams_score_every_token_once_and_match_with_full_warmup():
+    """Streams split the text; with warm-up covering the whole history they equal one-pass scoring,
+    and with a short warm-up they stay close (the parts only lose distant history)."""
+    torch.manual_seed(0)
+    model = RNNLM(11, embed=5, hidden=12, layers=2, cell="lstm").double()
+    ids = torch.randint(0, 11, (1000,))
+    exact = token_surprisals(model, ids, CPU, chunk=64)
+    assert exact.shape == (999,)
+    full_history = token_surprisals(model, ids, CPU, chunk=64, streams=4, warmup=1000)
+    torch.testing.assert_close(full_history, exact)  # warmup > position: each part reads from token 0
+    short = token_surprisals(model, ids, CPU, chunk=64, streams=4, warmup=100)
+    assert short.shape == exact.shape
+    torch.testing.assert_close(short[:249], exact[:249])  # the first part has its whole history
+    assert (short - exact).abs().max() < 1e-3

@@ -17,25 +17,44 @@ from seqtool.tasks.base import Task
 from seqtool.text import Vocab
 
 
-@torch.no_grad()
-def token_surprisals(model: nn.Module, ids: torch.Tensor, device: torch.device, chunk: int = 512) -> torch.Tensor:
-    """-log P(x_t | x_<t) in nats for t = 2..N, reading the text as one stream in chunks.
+#: held-out scoring reads the text as this many parallel streams, each warmed up on the WARMUP
+#: tokens before its part, so training-time evaluation and `seqtool eval` agree and stay fast
+EVAL_STREAMS, EVAL_WARMUP = 16, 256
 
-    The state is carried between chunks, so every token but the first is scored with its whole
-    history, exactly as if the text were read in one go.
+
+@torch.no_grad()
+def token_surprisals(model: nn.Module, ids: torch.Tensor, device: torch.device, chunk: int = 512,
+                     streams: int = 1, warmup: int = EVAL_WARMUP) -> torch.Tensor:
+    """-log P(x_t | x_<t) in nats for t = 2..N.
+
+    streams=1 reads the text as one stream in chunks with the state carried: every token is scored
+    with its whole history. streams=S splits the predictions into S contiguous parts read in
+    parallel (S times fewer sequential steps); part s starts reading `warmup` tokens early, so its
+    first predictions have that much history instead of all of it.
     """
     was_training = model.training
     model.eval()
     ids = ids.to(device)
-    out, state = [], None
-    for start in range(0, ids.numel() - 1, chunk):
-        x = ids[start : start + chunk][:, None]
-        y = ids[start + 1 : start + chunk + 1][:, None]
-        x = x[: y.shape[0]]
-        logits, state = model(x, state)
-        out.append(F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="none"))
+    n_pred = ids.numel() - 1
+    streams = max(1, min(streams, n_pred // 64))  # parts of at least 64 predictions
+    bounds = [round(i * n_pred / streams) for i in range(streams + 1)]
+    begins = [bounds[0]] + [max(0, b - warmup) for b in bounds[1:-1]]
+    length = max(bounds[i + 1] - begins[i] for i in range(streams))
+    x = torch.zeros(length, streams, dtype=torch.long, device=device)  # right-padded: padding never feeds a real step
+    y = torch.zeros_like(x)
+    for i in range(streams):
+        n = bounds[i + 1] - begins[i]
+        x[:n, i] = ids[begins[i] : bounds[i + 1]]
+        y[:n, i] = ids[begins[i] + 1 : bounds[i + 1] + 1]
+    scores, state = [], None
+    for start in range(0, length, chunk):
+        logits, state = model(x[start : start + chunk], state)
+        scores.append(F.cross_entropy(logits.flatten(0, 1), y[start : start + chunk].flatten(), reduction="none").view(-1, streams))
     model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, device=device)
+    if not scores:
+        return torch.zeros(0, device=device)
+    table = torch.cat(scores)
+    return torch.cat([table[bounds[i] - begins[i] : bounds[i + 1] - begins[i], i] for i in range(streams)])
 
 
 def perplexity_report(surprisal: torch.Tensor) -> dict[str, float]:
@@ -150,7 +169,7 @@ class LanguageModelTask(Task):
         return loss, y.numel(), state
 
     def evaluate(self, model, device) -> dict[str, float]:
-        report = perplexity_report(token_surprisals(model, self.val_ids, device))
+        report = perplexity_report(token_surprisals(model, self.val_ids, device, streams=EVAL_STREAMS))
         return {"val_loss": report["cross_entropy_nats"], "val_ppl": report["perplexity"]}
 
     # ---- generation --------------------------------------------------------------------------
