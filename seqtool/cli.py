@@ -3,8 +3,10 @@ SeqtoolError into one line on stderr and a non-zero exit (2 usage, 1 data/runtim
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -35,8 +37,22 @@ def command_line() -> str:
     return "seqtool " + " ".join(shlex.quote(a) for a in _COMMAND_LINE)
 
 
+def has_surrogates(text: str) -> bool:
+    """Undecodable bytes in argv arrive as lone surrogates, which cannot be printed or encoded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def one_line(message: object) -> str:
+    """An error message as exactly one line (a file name or YAML snippet may hold newlines)."""
+    return str(message).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def out_stream(path: str):
@@ -64,7 +80,7 @@ TRAIN_FLAGS = {
     "batch": "train.batch", "epochs": "train.epochs", "max_seconds": "train.max_seconds", "max_tokens": "train.max_tokens",
     "optimizer": "train.optimizer", "lr": "train.lr", "weight_decay": "train.weight_decay", "schedule": "train.schedule",
     "warmup": "train.warmup", "clip": "train.clip", "truncation": "train.truncation", "patience": "train.patience",
-    "seed": "train.seed", "device": "train.device", "threads": "train.threads",
+    "seed": "train.seed", "device": "train.device", "threads": "train.threads", "on_nan": "train.on_nan",
     "out": "output.dir", "overwrite": "output.overwrite",
 }
 #: flags whose value 0 means "none" (no clipping, no time limit, ...)
@@ -117,7 +133,7 @@ def preprocess(
     _choice("--clean", clean, ("letters", "lower", "none"))
     if min_freq < 0 or top < 1:
         raise UsageError("--min-freq must be >= 0 and --top >= 1")
-    extra = tuple(t.strip() for t in reserved.split(",") if t.strip())
+    extra = tuple(dict.fromkeys(t.strip() for t in reserved.split(",") if t.strip()))
     unknown = [t for t in extra if t not in (PAD, BOS, EOS)]
     if unknown:
         raise UsageError(f"--reserved: unknown token {unknown[0]!r}; allowed: {PAD}, {BOS}, {EOS}")
@@ -200,6 +216,7 @@ def train(
     seed: Optional[int] = typer.Option(None),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    on_nan: Optional[str] = typer.Option(None, help="Non-finite loss or gradients: stop | skip (the batch) | rollback (last checkpoint, lr halved)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (default: a new one under runs/)."),
     overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace a non-empty --out directory."),
     resume: Optional[str] = typer.Option(None, help="Continue the run in this directory from its last checkpoint."),
@@ -249,8 +266,12 @@ def sample(
 
     if length < 0 or num < 1:
         raise UsageError("--length must be >= 0 and --num >= 1")
-    if temperature <= 0:
-        raise UsageError("--temperature must be > 0 (use --greedy for the most likely token)")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise UsageError("--temperature must be a finite number > 0 (use --greedy for the most likely token)")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise UsageError(f"--seed must be in [0, 2**63), got {seed}")
+    if has_surrogates(prefix):
+        raise UsageError("--prefix has bytes that are not valid text in this locale's encoding")
     if top_k is not None and top_k < 1:
         raise UsageError("--top-k must be >= 1")
     if top_p is not None and not 0 < top_p <= 1:
@@ -442,6 +463,18 @@ def forecast(
 
 
 # ---- entry point -------------------------------------------------------------------------------
+def _reader_went_away() -> None:
+    """stdout's reader closed the pipe (e.g. `| head`): not an error. Point stdout at /dev/null so
+    flushing at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors become one line on stderr (tracebacks only with --debug)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -449,8 +482,12 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     _COMMAND_LINE[:] = args
     try:
-        app(args=args, prog_name="seqtool", standalone_mode=False)
+        returned = app(args=args, prog_name="seqtool", standalone_mode=False)
+        if isinstance(returned, int) and not isinstance(returned, bool) and returned:
+            raise typer.Exit(returned)  # typer turns a KeyboardInterrupt into a *returned* 130
     except typer.Exit as exc:
+        if exc.exit_code == 130:
+            err("seqtool: interrupted")
         code = exc.exit_code
     except typer.Abort:
         err("seqtool: aborted")
@@ -460,23 +497,36 @@ def main(argv: list[str] | None = None) -> None:
             err(exc.format_message())
             raise SystemExit(2) from None
         hint = f" (see 'seqtool {exc.ctx.info_name} --help')" if getattr(exc, "ctx", None) and exc.ctx.info_name != "seqtool" else ""
-        err(f"seqtool: error: {exc.format_message()}{hint}")
+        err(f"seqtool: error: {one_line(exc.format_message())}{hint}")
         code = exc.exit_code
     except SeqtoolError as exc:
         if debug:
             raise
-        err(f"seqtool: error: {exc}")
+        err(f"seqtool: error: {one_line(exc)}")
         code = exc.exit_code
     except KeyboardInterrupt:
         err("seqtool: interrupted")
         code = 130
     except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error worth a traceback
+        _reader_went_away()
+        code = 0
+    except SystemExit as exc:
+        context = exc.__context__  # typer answers a broken pipe with sys.exit(1)
+        if not (isinstance(context, OSError) and context.errno == errno.EPIPE):
+            raise
+        _reader_went_away()
         code = 0
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if debug:
             raise
-        err(f"seqtool: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        from seqtool.faults import resource_error
+
+        clear = resource_error(exc, f"in '{_COMMAND_LINE[0] if _COMMAND_LINE else 'seqtool'}'")
+        if clear is not None:
+            err(f"seqtool: error: {one_line(clear)}")
+            sys.stdout.flush()
+            raise SystemExit(1) from None
+        err(f"seqtool: internal error: {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback)")
         code = 1
     else:
         code = 0

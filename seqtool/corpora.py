@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from seqtool.errors import SeqtoolError
+from seqtool.errors import SeqtoolError, UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOG_PATH = REPO_ROOT / "corpora" / "catalog.yaml"
@@ -144,23 +144,39 @@ def read_bytes(source: str | Path) -> bytes:
 
 
 def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "strict") -> str:
-    """Bytes -> text, refusing binary data and naming the first undecodable byte."""
-    if not data.strip():
+    """Bytes -> text, refusing binary data and naming the first undecodable byte.
+
+    The policy for bytes that are not valid in `encoding` is `errors`: strict (refuse the file,
+    naming the byte and its offset), replace (each becomes U+FFFD) or ignore (dropped). A leading
+    byte-order mark is dropped. Text with NUL characters is refused as binary.
+    """
+    if errors not in ("strict", "replace", "ignore"):
+        raise UsageError(f"--encoding-errors: {errors!r} is not one of strict, replace, ignore")
+    if not data:
         raise SeqtoolError(f"{name} is empty")
     try:
-        codec = codecs.lookup(encoding).name
-    except LookupError:
-        raise SeqtoolError(f"unknown encoding {encoding!r}") from None
-    wide = codec.startswith(("utf-16", "utf-32"))  # NUL bytes are normal there
+        wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))  # NUL bytes are normal there
+    except (LookupError, TypeError, ValueError):
+        raise UsageError(f"unknown encoding {encoding!r} (e.g. utf-8, latin-1, utf-16, cp1252)") from None
     if not wide and b"\x00" in data[:65536]:
         raise SeqtoolError(f"{name} looks like a binary file (it contains NUL bytes), not text")
     try:
-        return data.decode(encoding, errors=errors).removeprefix("\ufeff")  # a byte-order mark is not text
+        text = data.decode(encoding, errors=errors)
+    except LookupError:
+        raise UsageError(f"{encoding!r} is not a text encoding") from None
     except UnicodeDecodeError as exc:
         raise SeqtoolError(
             f"{name} is not valid {encoding} (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
             f"pass --encoding (e.g. latin-1) or --encoding-errors replace"
         ) from None
+    except (UnicodeError, ValueError) as exc:
+        raise SeqtoolError(f"{name} cannot be decoded as {encoding}: {exc}") from None
+    if "\x00" in text[:65536]:
+        raise SeqtoolError(f"{name} looks like a binary file (it contains NUL characters), not {encoding} text")
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise SeqtoolError(f"{name} is empty (only whitespace)" if text else f"{name} is empty after decoding")
+    return text
 
 
 def read_text(arg: str, encoding: str = "utf-8", errors: str = "strict") -> str:

@@ -4,6 +4,8 @@ and accepted by `seqtool train` in place of raw text."""
 from __future__ import annotations
 
 import io
+import pickle
+import warnings
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ import torch
 from seqtool.corpora import read_bytes, decode_text, resolve_corpus
 from seqtool.errors import SeqtoolError
 from seqtool.run import atomic_write_bytes
-from seqtool.text import Vocab, detokenize, ngram_counts, normalize, tokenize
+from seqtool.text import UNK, Vocab, detokenize, ngram_counts, normalize, tokenize
 
 DATASET_FORMAT = "seqtool-dataset"
 
@@ -45,6 +47,8 @@ def prepare_text(text: str, level: str, clean: str, min_freq: int = 0, reserved:
     if len(tokens) < 2:
         raise SeqtoolError(f"the corpus has {len(tokens)} token(s) after '{clean}' normalisation; a language model needs at least 2")
     vocab = Vocab.build(tokens, min_freq=min_freq, reserved=reserved)
+    if all(t == UNK or t in reserved for t in vocab.itos):
+        raise SeqtoolError(f"every token occurs fewer than --min-freq {min_freq} times: the vocabulary would be only <unk>; lower --min-freq")
     ids = torch.tensor(vocab.encode(tokens), dtype=torch.long)
     frequency = Counter(ids.tolist())
     return PreparedText(vocab, ids, level, clean, [frequency.get(i, 0) for i in range(len(vocab))])
@@ -54,12 +58,26 @@ def _parse_dataset(data: bytes, name: str) -> PreparedText | None:
     if not data.startswith(b"PK"):
         return None
     try:
-        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (RuntimeError, zipfile.BadZipFile, Exception):  # noqa: BLE001 - any failure: not ours
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise SeqtoolError(f"refusing to load {name}: it holds Python objects, not just tensors and plain data, "
+                           "and unpickling them could run code") from None
+    except Exception:  # noqa: BLE001 - any other failure: not a torch file, read it as text
         return None
     if not isinstance(raw, dict) or raw.get("format") != DATASET_FORMAT:
         raise SeqtoolError(f"{name} is a zip/torch file but not a seqtool dataset")
-    return PreparedText(Vocab(list(raw["vocab"])), raw["ids"].long(), raw["level"], raw["clean"], list(raw["counts"]))
+    try:
+        vocab = Vocab(list(raw["vocab"]))
+        ids = raw["ids"].long()
+        prepared = PreparedText(vocab, ids, str(raw["level"]), str(raw["clean"]), [int(c) for c in raw["counts"]])
+        ok = ids.dim() == 1 and ids.numel() >= 2 and int(ids.min()) >= 0 and int(ids.max()) < len(vocab) and len(prepared.counts) == len(vocab)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
+        ok = False
+    if not ok or prepared.level not in ("char", "word") or prepared.clean not in ("letters", "lower", "none"):
+        raise SeqtoolError(f"{name} is a damaged seqtool dataset (vocabulary, ids or settings do not fit together)")
+    return prepared
 
 
 def load_corpus(arg: str, level: str, clean: str, min_freq: int, encoding: str = "utf-8", errors: str = "strict") -> PreparedText:

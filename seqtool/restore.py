@@ -30,7 +30,10 @@ def restore(checkpoint: str | None, task: str | None = None, device: str = "auto
     path = resolve_checkpoint(checkpoint, which)
     payload = load_checkpoint(path, task=task)
     spec = from_dict(payload["spec"], source=str(path))
-    task_obj = get_task_class(payload["task"]).from_checkpoint(spec, payload["task_state"])
+    try:
+        task_obj = get_task_class(payload["task"]).from_checkpoint(spec, payload["task_state"])
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise SeqtoolError(f"{path} is a damaged checkpoint (its task state: {type(exc).__name__} {exc})") from None
     dev = pick_device(device)
     model = task_obj.build_model()
     try:

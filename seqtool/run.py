@@ -7,6 +7,7 @@ only and are loaded with torch.load(weights_only=True): loading one never execut
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -15,16 +16,23 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no run-directory lock
+    fcntl = None
 
 from seqtool.errors import SeqtoolError, UsageError
 
 CHECKPOINT_FORMAT = "seqtool-checkpoint"
 CHECKPOINT_VERSION = 1
 LATEST = "latest"
+LOCK = ".lock"
 
 
 def default_runs_root() -> Path:
@@ -44,18 +52,38 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class WriteError(SeqtoolError):
+    """A file of the run could not be written (disk full, read-only, permissions)."""
+
+    def __init__(self, path: Path, exc: OSError, what: str = ""):
+        self.path, self.errno = Path(path), exc.errno
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENOSPC:
+            reason += " (the disk is full)"
+        super().__init__(f"cannot write {what or path}: {reason}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to a temp file beside `path`, fsync it, rename it over `path`. On any failure
+    (or a KeyboardInterrupt) the temp file is removed and `path` keeps its previous content."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise WriteError(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise WriteError(path, exc) from None
         raise
     _fsync_dir(path.parent)
 
@@ -70,8 +98,8 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, buffer)
     try:
         atomic_write_bytes(path, buffer.getvalue())
-    except OSError as exc:
-        raise SeqtoolError(f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous checkpoint is intact") from None
+    except WriteError as exc:
+        raise SeqtoolError(f"{exc}; the previous checkpoint is intact") from None
 
 
 def load_checkpoint(path: Path, task: str | None = None) -> dict:
@@ -87,19 +115,27 @@ def load_checkpoint(path: Path, task: str | None = None) -> dict:
     if magic != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is not ours
         raise SeqtoolError(f"{path} is not a seqtool checkpoint" + (" (the file is empty)" if not magic else ""))
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": not for the user's stderr
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f" ({found.group(1)})" if found else ""
         raise SeqtoolError(f"refusing to load {path}: it holds Python objects{what}, not just tensors and plain data, and unpickling them could run code") from None
+    except MemoryError:
+        raise SeqtoolError(f"{path} is not a readable checkpoint (it does not fit in memory)") from None
     except Exception as exc:  # noqa: BLE001 - a damaged archive fails in many ways (zip, pickle, storage)
-        raise SeqtoolError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'truncated'})") from None
+        detail = str(exc).splitlines()[0][:120] if str(exc) else "truncated"
+        raise SeqtoolError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {detail})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise SeqtoolError(f"{path} is not a seqtool checkpoint")
     if payload.get("version") != CHECKPOINT_VERSION:
         raise SeqtoolError(f"{path} has checkpoint format version {payload.get('version')}; this seqtool reads version {CHECKPOINT_VERSION}")
     if task is not None and payload.get("task") != task:
         raise SeqtoolError(f"{path} is a '{payload.get('task')}' checkpoint, not a '{task}' one")
+    for key, kind in (("task", str), ("spec", dict), ("task_state", dict), ("model", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise SeqtoolError(f"{path} is a damaged checkpoint (its '{key}' is missing or not a {kind.__name__})")
     return payload
 
 
@@ -129,6 +165,7 @@ class RunDir:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._lock_fd: int | None = None
 
     # files
     spec_path = property(lambda self: self.path / "spec.yaml")
@@ -149,7 +186,13 @@ class RunDir:
             if path.is_dir() and any(path.iterdir()):
                 if not overwrite:
                     raise UsageError(f"run directory {path} is not empty; pass --resume {path} to continue it or --overwrite to replace it")
-                shutil.rmtree(path)
+                busy = cls(path)
+                busy.acquire()  # refuses a directory another seqtool process is training into
+                busy.release()
+                try:
+                    shutil.rmtree(path)
+                except OSError as exc:
+                    raise SeqtoolError(f"cannot replace run directory {path}: {exc.strerror or exc}") from None
         else:
             root = Path(runs_root)
             stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -158,16 +201,24 @@ class RunDir:
             while path.exists():
                 suffix += 1
                 path = root / f"{stamp}-{name}-{suffix}"
+        existed = path.exists()
         try:
             (path / "checkpoints").mkdir(parents=True, exist_ok=True)
             probe = path / ".write-test"
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as exc:
+            if not existed:  # leave nothing that would make the next attempt need --overwrite
+                shutil.rmtree(path, ignore_errors=True)
             raise SeqtoolError(f"cannot write to run directory {path}: {exc.strerror or exc}") from None
         run = cls(path)
+        run.acquire()
         if not out:
-            run.mark_latest(Path(runs_root))
+            try:
+                run.mark_latest(Path(runs_root))
+            except OSError as exc:
+                run.release()
+                raise SeqtoolError(f"cannot update {Path(runs_root) / LATEST}: {exc.strerror or exc}") from None
         return run
 
     @classmethod
@@ -177,7 +228,63 @@ class RunDir:
             path = path.parent.parent
         if not (path / "checkpoints" / "last.pt").is_file():
             raise SeqtoolError(f"{path} is not a run directory with a checkpoint to resume (no checkpoints/last.pt)")
-        return cls(path)
+        run = cls(path)
+        run.acquire()
+        run.remove_stale_temp_files()
+        return run
+
+    # ---- one process per run -------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Hold the run's lock (an flock on .lock, released by the kernel however the process ends):
+        two processes writing one run directory would interleave its checkpoints and metrics."""
+        if self._lock_fd is not None or fcntl is None:
+            return
+        try:
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise SeqtoolError(f"cannot write to run directory {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise SeqtoolError(f"run directory {self.path} is in use by another seqtool process; wait for it to end or stop it first") from None
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self):
+        self.release()
+
+    def discard_if_unused(self, runs_root: Path | None = None) -> None:
+        """Remove a run directory that a failed start left with nothing in it (so the next attempt
+        needs no --overwrite), and a runs/latest link pointing at it."""
+        try:
+            leftovers = [p for p in self.path.rglob("*") if p.name != LOCK and not (p.is_dir() and p == self.checkpoint_dir)]
+            if leftovers:
+                return
+            self.release()
+            shutil.rmtree(self.path)
+            link = Path(runs_root or default_runs_root()) / LATEST
+            if link.is_symlink() and not link.exists():
+                link.unlink()
+        except OSError:
+            pass
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Temp files left by a process killed in the middle of an atomic write (we hold the lock,
+        so none of them is being written now)."""
+        removed = []
+        for directory in (self.path, self.checkpoint_dir):
+            for tmp in directory.glob(".*.tmp"):
+                try:
+                    tmp.unlink()
+                    removed.append(tmp)
+                except OSError:
+                    pass
+        return removed
 
     def mark_latest(self, runs_root: Path) -> None:
         """Point runs_root/latest at this run (a symlink swapped atomically)."""
@@ -192,6 +299,14 @@ class RunDir:
 
     def write_json(self, name: str, data: Any) -> None:
         atomic_write_text(self.path / name, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+    def read_json(self, name: str) -> dict:
+        """A JSON file of the run as a dict ({} when missing or unreadable)."""
+        try:
+            data = json.loads((self.path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def write_text(self, name: str, text: str) -> None:
         atomic_write_text(self.path / name, text)
@@ -213,10 +328,13 @@ class RunDir:
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def append_metrics(self, row: dict) -> None:
-        with open(self.metrics_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, default=_json_default) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row, default=_json_default) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise WriteError(self.metrics_path, exc) from None
 
 
 def _json_default(value):

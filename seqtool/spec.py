@@ -6,7 +6,9 @@ directory and checkpoint, so a run can always be rebuilt from it.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -65,6 +67,7 @@ class TrainSpec:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch intra-op threads (default: torch's choice)
+    on_nan: str = "stop"  # non-finite loss or gradients: stop | skip (the batch) | rollback (to the last checkpoint, lr halved)
 
 
 @dataclass
@@ -280,9 +283,32 @@ def clear_fields(spec: RunSpec, dotted: set[str]) -> RunSpec:
     return spec
 
 
+def check_encoding(where: str, encoding: str) -> None:
+    """A text encoding Python knows (refused up front, not after the corpus is read)."""
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError, ValueError):
+        raise UsageError(f"{where}: unknown encoding {encoding!r} (e.g. utf-8, latin-1, utf-16, cp1252)") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise UsageError(f"{where}: {encoding!r} is not a text encoding")
+
+
 def _choice(where: str, value: str, options: tuple) -> None:
     if value not in options:
         raise UsageError(f"{where}: {value!r} is not one of {', '.join(options)}")
+
+
+#: upper bounds that keep a typo from crashing torch (thread creation) or overflowing a seed
+MAX_THREADS = 1024
+MAX_SEED = 2**32 - 1
+
+
+def _finite_floats(spec: RunSpec) -> None:
+    """nan or inf in any numeric field would only show up later as a non-finite loss or a crash."""
+    for section in _SECTION_CLASSES:
+        for key, value in vars(getattr(spec, section)).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"{section}.{key} must be a finite number, got {value}")
 
 
 def _positive(where: str, value, allow_zero: bool = False) -> None:
@@ -293,11 +319,13 @@ def _positive(where: str, value, allow_zero: bool = False) -> None:
 def validate(spec: RunSpec) -> None:
     """Value checks shared by every task; tasks check their own combinations."""
     _choice("task", spec.task, TASKS)
+    _finite_floats(spec)
     d, m, t = spec.data, spec.model, spec.train
     _choice("data.level", d.level, ("char", "word"))
     _choice("data.clean", d.clean, ("letters", "lower", "none"))
     _choice("data.sampling", d.sampling, ("random", "sequential"))
     _choice("data.encoding_errors", d.encoding_errors, ("strict", "replace", "ignore"))
+    check_encoding("data.encoding", d.encoding)
     _positive("data.steps", d.steps)
     _positive("data.min_freq", d.min_freq, allow_zero=True)
     if not 0.0 <= d.val_fraction < 1.0:
@@ -316,6 +344,7 @@ def validate(spec: RunSpec) -> None:
     _choice("train.schedule", t.schedule, ("none", "cosine", "step", "plateau"))
     _choice("train.truncation", t.truncation, ("fixed", "random", "full"))
     _choice("train.device", t.device, ("auto", "cpu", "cuda"))
+    _choice("train.on_nan", t.on_nan, ("stop", "skip", "rollback"))
     _positive("train.batch", t.batch)
     _positive("train.epochs", t.epochs)
     _positive("train.lr", t.lr)
@@ -323,6 +352,10 @@ def validate(spec: RunSpec) -> None:
     _positive("train.max_tokens", t.max_tokens)
     _positive("train.clip", t.clip)
     _positive("train.threads", t.threads)
+    if t.threads is not None and t.threads > MAX_THREADS:
+        raise UsageError(f"train.threads must be <= {MAX_THREADS}, got {t.threads}")
+    if not 0 <= t.seed <= MAX_SEED:
+        raise UsageError(f"train.seed must be in [0, {MAX_SEED}], got {t.seed}")
     _positive("train.patience", t.patience)
     _positive("train.warmup", t.warmup, allow_zero=True)
     _positive("train.weight_decay", t.weight_decay, allow_zero=True)

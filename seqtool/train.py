@@ -11,12 +11,14 @@ are read back only when the progress bar refreshes or an epoch ends.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import random
 import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -25,6 +27,7 @@ from torch import nn
 import seqtool
 from seqtool.device import describe, pick_device
 from seqtool.errors import SeqtoolError, UsageError
+from seqtool.faults import CHECK_EVERY, MAX_ROLLBACKS, SkipGuard, all_finite, nonfinite_error, resource_error, rollback_limit_error
 from seqtool.nn.stack import detach_state
 from seqtool.progress import Reporter
 from seqtool.run import RunDir, load_checkpoint, save_checkpoint
@@ -33,7 +36,8 @@ from seqtool.tasks import get_task_class
 from seqtool.tasks.base import Task
 
 #: train fields a resumed run may change (budgets and where it runs); the rest would change the run
-RESUMABLE_OVERRIDES = {"train.epochs", "train.max_seconds", "train.max_tokens", "train.patience", "train.device", "train.threads"}
+RESUMABLE_OVERRIDES = {"train.epochs", "train.max_seconds", "train.max_tokens", "train.patience", "train.device", "train.threads",
+                       "train.on_nan"}
 
 
 class Interrupted(SeqtoolError):
@@ -58,6 +62,8 @@ class TrainState:
     best_epoch: int = 0
     bad_epochs: int = 0
     plateau_scale: float = 1.0
+    lr_scale: float = 1.0  # halved by each --on-nan rollback
+    rollbacks: int = 0
     partial: dict = field(default_factory=dict)  # the current epoch's running sums (mid-epoch save)
     done: bool = False
 
@@ -127,7 +133,8 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def versions() -> dict:
-    return {"seqtool": seqtool.__version__, "torch": str(torch.__version__), "python": platform.python_version()}
+    return {"seqtool": seqtool.__version__, "torch": str(torch.__version__), "python": platform.python_version(),
+            "platform": platform.platform()}
 
 
 class Trainer:
@@ -151,7 +158,10 @@ class Trainer:
         self.device = pick_device(spec.train.device)
         torch.manual_seed(spec.train.seed)
         random.seed(spec.train.seed)
-        self.model: nn.Module = task.build_model().to(self.device)
+        try:
+            self.model: nn.Module = task.build_model().to(self.device)
+        except (RuntimeError, MemoryError) as exc:
+            raise resource_error(exc, "building the model") or exc
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(spec, self.params)
         self.state = TrainState()
@@ -176,16 +186,39 @@ class Trainer:
         }
 
     def save(self, which: tuple[str, ...] = ("last",)) -> None:
+        if not all_finite(self.params):  # never replace a good checkpoint with a poisoned model
+            raise nonfinite_error(self.state.global_step - 1, self.state.epoch + 1, self.run.checkpoint("last"), self._saved_step())
         payload = self._payload()
         for name in which:
             save_checkpoint(self.run.checkpoint(name), payload)
 
+    def _saved_step(self) -> int | None:
+        try:
+            return int(load_checkpoint(self.run.checkpoint("last"))["progress"]["global_step"])
+        except (SeqtoolError, KeyError, TypeError, ValueError):
+            return None
+
+    def _rollback(self, bad_step: int) -> None:
+        """--on-nan rollback: back to the last checkpoint with half the learning rate."""
+        s = self.state
+        if s.rollbacks >= MAX_ROLLBACKS:
+            raise rollback_limit_error(bad_step, s.rollbacks)
+        scale, rollbacks, elapsed = s.lr_scale * 0.5, s.rollbacks + 1, s.elapsed
+        self._restore(load_checkpoint(self.run.checkpoint("last"), task=self.task.name))
+        self.state.lr_scale, self.state.rollbacks, self.state.elapsed = scale, rollbacks, elapsed
+        self.reporter.log(f"non-finite loss or gradients at step {bad_step}: rolled back to step {self.state.global_step}, "
+                          f"learning rate x{scale:g}")
+
     def _restore(self, payload: dict) -> None:
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.state = TrainState(**payload["progress"])
-        _set_rng_state(payload["rng"])
-        self.carry = _to_device_state(payload.get("carry"), self.device)
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.state = TrainState(**payload["progress"])
+            _set_rng_state(payload["rng"])
+            self.carry = _to_device_state(payload.get("carry"), self.device)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise SeqtoolError(f"{self.run.checkpoint('last')} is a damaged checkpoint ({detail})") from None
         self.run.truncate_metrics(self.state.epoch)
 
     # ---- budget ------------------------------------------------------------------------------
@@ -235,23 +268,33 @@ class Trainer:
         previous = self._install_signals()
         try:
             return self._fit()
+        except (RuntimeError, MemoryError) as exc:
+            raise resource_error(exc, f"at step {self.state.global_step}") or exc
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.reporter.stop()
+            self.run.release()
 
     def _fit(self) -> dict:
         spec, task, s = self.spec, self.task, self.state
         t = spec.train
         self.run.write_text("spec.yaml", spec.to_yaml())
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        history = self.run.read_json("run.json").get("history", [])
+        history.append({"command": self.command, "started": started, "from_step": s.global_step})
         self.run.write_json("run.json", {
             "command": self.command,
+            "cwd": os.getcwd(),
             "device": describe(self.device),
             "versions": versions(),
             "host": platform.node(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "started": started,
             "resumed_from_epoch": s.epoch if s.global_step else None,
+            "history": history,
         })
+        if not self.run.checkpoint("last").exists():  # a step-0 checkpoint: resumable (and a rollback target) from the start
+            self.save(("last",))
         self.reporter.start(f"train {task.name}", total=1.0)
         wall0, elapsed0 = time.perf_counter(), s.elapsed
         last_refresh, refresh_items, refresh_time = 0.0, s.items, time.perf_counter()
@@ -265,6 +308,7 @@ class Trainer:
             norm_sum = sums.get("norm", zero.clone())
             clipped = sums.get("clipped", zero.clone())
             bad_step = sums.get("bad_step", zero.clone() - 1)
+            skipped, skips = int((s.partial or {}).get("skipped", 0)), SkipGuard()
             epoch_steps = s.step_in_epoch
             if s.step_in_epoch == 0:
                 self.carry = None
@@ -274,23 +318,31 @@ class Trainer:
                     continue
                 step_t0 = time.perf_counter()
                 for group in self.optimizer.param_groups:
-                    group["lr"] = t.lr * lr_factor(spec, self.fraction_done(), s.global_step, s.plateau_scale)
+                    group["lr"] = t.lr * s.lr_scale * lr_factor(spec, self.fraction_done(), s.global_step, s.plateau_scale)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss, count, self.carry = task.train_backward(self.model, batch, self.carry, self.device, self._backward)
                 self.carry = detach_state(self.carry)
                 norm = _grad_norm(self.params, t.clip)
-                self.optimizer.step()
                 loss = loss.detach()
-                bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), float(s.global_step), bad_step)
-                loss_sum += loss * count
-                count_sum += count
-                norm_sum += norm
-                if t.clip is not None:
-                    clipped += (norm > t.clip).to(clipped.dtype)
-                epoch_steps += 1
+                finite = torch.isfinite(loss) & torch.isfinite(norm)
+                if t.on_nan == "skip" and not bool(finite):  # skipping needs this one host sync per step
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.carry = None  # the carried state may be what went wrong
+                    skips.skipped(s.global_step)
+                    skipped += 1
+                else:
+                    skips.ok()
+                    self.optimizer.step()
+                    bad_step = torch.where((bad_step < 0) & ~finite, float(s.global_step), bad_step)
+                    loss_sum += loss * count
+                    count_sum += count
+                    norm_sum += norm
+                    if t.clip is not None:
+                        clipped += (norm > t.clip).to(clipped.dtype)
+                    epoch_steps += 1
+                    s.items += count if isinstance(count, (int, float)) else float(count)  # tensor counts sync
                 s.step_in_epoch = index + 1
                 s.global_step += 1
-                s.items += count if isinstance(count, (int, float)) else float(count)  # tensor counts sync
                 now = time.perf_counter()
                 s.train_seconds += now - step_t0
                 s.elapsed = elapsed0 + now - wall0
@@ -306,12 +358,21 @@ class Trainer:
                     break
                 if not self._budget_left():
                     break
+                if t.on_nan != "skip" and s.global_step % CHECK_EVERY == 0 and float(bad_step) >= 0:
+                    break  # no point training on from a non-finite model
             partial_sums = {
                 "loss": float(loss_sum), "count": float(count_sum), "norm": float(norm_sum),
-                "clipped": float(clipped), "bad_step": float(bad_step),
+                "clipped": float(clipped), "bad_step": float(bad_step), "skipped": skipped,
             }
-            if partial_sums["bad_step"] >= 0:
-                self._nonfinite(int(partial_sums["bad_step"]))
+            bad = int(partial_sums["bad_step"])
+            if bad < 0 and not all_finite(self.params):  # weights overflowed on a finite update
+                bad = s.global_step - 1
+            if bad >= 0:
+                if t.on_nan == "rollback":
+                    self._rollback(bad)
+                    s = self.state
+                    continue
+                self._nonfinite(bad)
             if stopped:
                 s.partial = partial_sums
                 self.save(("last",))
@@ -365,6 +426,8 @@ class Trainer:
             "grad_norm": sums["norm"] / max(steps, 1),
             "clip_frac": sums["clipped"] / max(steps, 1) if self.spec.train.clip is not None else 0.0,
             "lr": self.optimizer.param_groups[0]["lr"],
+            **({"skipped_steps": int(sums.get("skipped", 0))} if self.spec.train.on_nan == "skip" else {}),
+            **({"rollbacks": s.rollbacks} if self.spec.train.on_nan == "rollback" else {}),
             f"{self.task.unit}_per_s": s.items / max(s.train_seconds, 1e-9),
             "elapsed": s.elapsed,
         }
@@ -392,10 +455,7 @@ class Trainer:
         return False
 
     def _nonfinite(self, step: int) -> None:
-        raise SeqtoolError(
-            f"loss became non-finite at step {step} (epoch {self.state.epoch + 1}); "
-            f"kept the last good checkpoint in {self.run.checkpoint('last')}; try a lower --lr or --clip"
-        )
+        raise nonfinite_error(step, self.state.epoch + 1, self.run.checkpoint("last"), self._saved_step())
 
     def _interrupted(self) -> dict:
         signum = self._stop_signal or signal.SIGINT
@@ -429,14 +489,29 @@ def start_run(spec: RunSpec, *, reporter: Reporter | None = None, command: str =
     """A Trainer for a new run: prepares the task's data, then creates the run directory."""
     task = task or get_task_class(spec.task).from_spec(spec)
     run = RunDir.create(spec.output.dir, spec.output.runs_root, _run_name(spec), overwrite=spec.output.overwrite)
-    return Trainer(spec, task, run, reporter=reporter, command=command)
+    try:
+        return Trainer(spec, task, run, reporter=reporter, command=command)
+    except BaseException:
+        run.discard_if_unused(Path(spec.output.runs_root))
+        run.release()
+        raise
 
 
 def resume_run(run_arg: str, overrides: dict, clear: set = frozenset(), *, reporter: Reporter | None = None, command: str = "", corpus: str | None = None) -> Trainer:
     """A Trainer that continues a run from its last checkpoint (budgets may be extended)."""
     run = RunDir.open(run_arg)
+    try:
+        return _resume(run, overrides, clear, reporter=reporter, command=command, corpus=corpus)
+    except BaseException:
+        run.release()
+        raise
+
+
+def _resume(run: RunDir, overrides: dict, clear: set, *, reporter, command: str, corpus: str | None) -> Trainer:
     payload = load_checkpoint(run.checkpoint("last"))
-    spec = from_dict(payload["spec"], source=str(run.checkpoint("last")))
+    spec = from_dict(payload.get("spec"), source=str(run.checkpoint("last")))
+    if spec.task != payload.get("task"):
+        raise SeqtoolError(f"{run.checkpoint('last')} is damaged: it holds a {payload.get('task')!r} model but a {spec.task!r} spec")
     changed = ({k for k, v in overrides.items() if v is not None} | set(clear)) - RESUMABLE_OVERRIDES
     if changed:
         names = ", ".join("--" + k.split(".", 1)[-1].replace("_", "-") for k in sorted(changed))

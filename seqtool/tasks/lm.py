@@ -194,6 +194,8 @@ class LanguageModelTask(Task):
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         counts = torch.tensor(self.counts, dtype=torch.float)
         counts[0] = 0.0  # never start from <unk>
+        if not float(counts.sum()) > 0:
+            raise SeqtoolError("the model's vocabulary has no token besides <unk>: there is nothing to sample")
         out = sample(model, ids, length, num=num, banned=[self.vocab.unk], first_token_probs=counts / counts.sum(),
                      generator=generator, device=device, on_step=on_step, **choice)
         return [detokenize(self.vocab.decode(ids + row if ids else row), self.level) for row in out]
