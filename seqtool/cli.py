@@ -166,7 +166,7 @@ def preprocess(
     for n, key in ((1, "unigrams"), (2, "bigrams"), (3, "trigrams")):
         table.add_column(f"top {key}")
         table.add_column("count", justify="right")
-    for i in range(top):
+    for i in range(max(len(stats[key]) for key in ("unigrams", "bigrams", "trigrams"))):  # not range(top): --top 10**9
         cells = []
         for key in ("unigrams", "bigrams", "trigrams"):
             rows = stats[key]

@@ -14,7 +14,8 @@ from torch import nn
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Scale by 1/temperature, keep the k best and/or the smallest set with probability >= top_p."""
-    logits = logits / temperature
+    # shift before scaling: softmax is unchanged, and a tiny temperature gives -inf (never inf - inf = nan)
+    logits = (logits - logits.max(-1, keepdim=True).values) / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -237,6 +237,8 @@ def load_spec(path: str | Path, task: str | None = None, cell: str | None = None
         raise UsageError(f"cannot read spec file {path}: {exc}") from None
     try:
         raw = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise UsageError(f"{path}: bad YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -301,14 +303,18 @@ def _choice(where: str, value: str, options: tuple) -> None:
 #: upper bounds that keep a typo from crashing torch (thread creation) or overflowing a seed
 MAX_THREADS = 1024
 MAX_SEED = 2**32 - 1
+MAX_SIZE = 2**31 - 1  # tensor dimensions beyond this overflow inside torch
 
 
-def _finite_floats(spec: RunSpec) -> None:
-    """nan or inf in any numeric field would only show up later as a non-finite loss or a crash."""
+def _sane_values(spec: RunSpec) -> None:
+    """nan or inf in a numeric field would only show up later as a non-finite loss or a crash; a NUL
+    character in a string (a path) as a crash of the OS call that gets it."""
     for section in _SECTION_CLASSES:
         for key, value in vars(getattr(spec, section)).items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise UsageError(f"{section}.{key} must be a finite number, got {value}")
+            if isinstance(value, str) and "\x00" in value:
+                raise UsageError(f"{section}.{key} must not contain a NUL character")
 
 
 def _positive(where: str, value, allow_zero: bool = False) -> None:
@@ -319,7 +325,7 @@ def _positive(where: str, value, allow_zero: bool = False) -> None:
 def validate(spec: RunSpec) -> None:
     """Value checks shared by every task; tasks check their own combinations."""
     _choice("task", spec.task, TASKS)
-    _finite_floats(spec)
+    _sane_values(spec)
     d, m, t = spec.data, spec.model, spec.train
     _choice("data.level", d.level, ("char", "word"))
     _choice("data.clean", d.clean, ("letters", "lower", "none"))
@@ -352,6 +358,10 @@ def validate(spec: RunSpec) -> None:
     _positive("train.max_tokens", t.max_tokens)
     _positive("train.clip", t.clip)
     _positive("train.threads", t.threads)
+    for where, value in (("data.steps", d.steps), ("data.min_freq", d.min_freq), ("model.hidden", m.hidden), ("model.layers", m.layers),
+                         ("model.embed", m.embed), ("train.batch", t.batch)):
+        if value > MAX_SIZE:
+            raise UsageError(f"{where} must be <= {MAX_SIZE}, got {value}")
     if t.threads is not None and t.threads > MAX_THREADS:
         raise UsageError(f"train.threads must be <= {MAX_THREADS}, got {t.threads}")
     if not 0 <= t.seed <= MAX_SEED:

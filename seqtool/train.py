@@ -160,6 +160,8 @@ class Trainer:
         random.seed(spec.train.seed)
         try:
             self.model: nn.Module = task.build_model().to(self.device)
+        except ValueError as exc:  # a combination of model options the model cannot be built from
+            raise UsageError(f"cannot build the model: {exc}") from None
         except (RuntimeError, MemoryError) as exc:
             raise resource_error(exc, "building the model") or exc
         self.params = [p for p in self.model.parameters() if p.requires_grad]

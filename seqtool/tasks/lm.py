@@ -62,7 +62,8 @@ def perplexity_report(surprisal: torch.Tensor) -> dict[str, float]:
     if n == 0:
         raise SeqtoolError("nothing to score: the text has fewer than 2 tokens")
     nats = float(surprisal.double().mean())
-    return {"tokens": n, "cross_entropy_nats": nats, "bits_per_token": nats / math.log(2), "perplexity": math.exp(nats)}
+    perplexity = math.exp(nats) if nats < 709 else math.inf  # beyond that a float overflows (a diverged model)
+    return {"tokens": n, "cross_entropy_nats": nats, "bits_per_token": nats / math.log(2), "perplexity": perplexity}
 
 
 class LanguageModelTask(Task):
