@@ -8,7 +8,7 @@ SEQTOOL := $(VENV)/bin/seqtool
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 BUILD := build
 
-.PHONY: venv demo test bench lm forecast clean help
+.PHONY: venv demo test bench stress lm forecast clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make lm      the language-model workflow as file targets (preprocess -> train -> sample -> eval)"
 	@echo "make forecast  forecast the synthetic sine (GRU, metrics table) and airline-passengers 12 months ahead (~1 min)"
 	@echo "make bench   benchmarks (prints numbers; takes several minutes)"
+	@echo "make stress  bad inputs, SIGKILLs and Ctrl-Cs in bulk; prints how many were tried and held (a few minutes)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +66,9 @@ bench: $(STAMP)
 	$(PY) bench/bench_lm.py
 	$(PY) bench/bench_forecast.py
 	$(PY) bench/bench_stack.py
+
+stress: $(STAMP)
+	$(PY) bench/stress.py
 
 clean:
 	rm -rf $(BUILD) runs

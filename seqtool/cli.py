@@ -9,6 +9,7 @@ import math
 import os
 import shlex
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -63,6 +64,19 @@ def out_stream(path: str):
         return open(path, "w", encoding="utf-8")
     except OSError as exc:
         raise SeqtoolError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def resumable(trainer):
+    """A Ctrl-C the trainer does not turn into a checkpoint itself (a second one, or one while the
+    report is written) still ends with one line saying how to resume."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from seqtool.train import Interrupted
+
+        raise Interrupted(f"interrupted; the last checkpoint is intact; resume with: seqtool train --resume {trainer.run.path}",
+                          exit_code=130) from None
 
 
 # ---- shared options ---------------------------------------------------------------------------
@@ -238,7 +252,8 @@ def train(
         trainer = start_run(spec, reporter=reporter, command=command_line())
     if not quiet:
         err(f"run directory: {trainer.run.path}")
-    summary = trainer.fit()
+    with resumable(trainer):
+        summary = trainer.fit()
     best = summary["best"].get(trainer.task.monitor)
     if not quiet:
         err(f"done: {summary['epochs']} epochs, {summary['wall_seconds']:.0f} s; best {trainer.task.monitor} {best:.4f} (epoch {summary['best']['epoch']})"
@@ -450,7 +465,8 @@ def forecast(
     trainer = start_run(spec, reporter=Reporter(quiet=quiet), command=command_line(), task=task)
     if not quiet:
         err(f"run directory: {trainer.run.path}")
-    summary = trainer.fit()
+    with resumable(trainer):
+        summary = trainer.fit()
     results = summary["forecast"]
     if spec.forecast.horizon:
         sys.stdout.write(horizon_csv(results["horizon"]))

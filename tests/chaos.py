@@ -142,6 +142,7 @@ class KillReport:
     kills: int = 0  # SIGKILLs that landed on a running training process
     survived: int = 0  # ... after which the checkpoint loaded, was consistent, and resume went on
     finished_early: int = 0  # the child finished before its kill moment came
+    mid_write: int = 0  # kills that left a half-written temp file: they hit an atomic write
     steps: list[int] = field(default_factory=list)  # checkpoint step after each kill
     matched: bool = False  # the run finished by --resume logged the uninterrupted run's metrics
     temp_files_left: int = 0
@@ -179,16 +180,45 @@ def kill_and_resume(workdir: Path, corpus: Path, train_args: list[str], kills: i
             continue
         assert code == -signal.SIGKILL, (code, (workdir / f"kill-{i}.log").read_text())
         report.kills += 1
+        report.mid_write += bool(temp_files(run))
         progress = check_consistent(run)
         report.steps.append(progress["global_step"])
         report.survived += 1
     pid = fork_cli(["train", "--resume", run, "--quiet"], workdir, workdir / "final.log")
     code = wait_exit(pid)
     assert code == 0, (code, (workdir / "final.log").read_text())
-    report.temp_files_left = len(list(run.glob(".*.tmp")) + list((run / "checkpoints").glob(".*.tmp")))
+    report.temp_files_left = len(temp_files(run))
     if reference is not None:
         report.matched = comparable(metric_rows(run)) == comparable(reference)
     return report
+
+
+def temp_files(run: Path) -> list[Path]:
+    return list(run.glob(".*.tmp")) + list((run / "checkpoints").glob(".*.tmp"))
+
+
+def interrupt_and_resume(workdir: Path, corpus: Path, train_args: list[str], seed: int, reference: list[dict],
+                         max_delay: float = 1.5) -> dict:
+    """Ctrl-C (SIGINT) at a seeded random moment, then --resume to the end: did it exit 130 with the
+    resume command, and does the finished run match the uninterrupted one exactly?"""
+    rng = random.Random(seed)
+    run, log = workdir / "run", workdir / "sigint.log"
+    pid = fork_cli(["train", corpus, *train_args, "--out", run], workdir, log)
+    try:
+        wait_for(lambda: (run / "checkpoints" / "last.pt").exists(), pid)
+        time.sleep(rng.uniform(0.0, max_delay))
+        os.kill(pid, signal.SIGINT)
+    except (ChildEnded, ProcessLookupError):
+        pass
+    code = wait_exit(pid)
+    text = log.read_text()
+    said_how = code == 130 and text.strip().endswith(f"resume with: seqtool train --resume {run}")
+    if code not in (0, 130):
+        raise AssertionError((code, text))
+    resumed = wait_exit(fork_cli(["train", "--resume", run, "--quiet"], workdir, workdir / "resume.log"))
+    assert resumed == 0, (workdir / "resume.log").read_text()
+    return {"interrupted": code == 130, "said_how": said_how, "log": text,
+            "matched": comparable(metric_rows(run)) == comparable(reference)}
 
 
 def reference_run(workdir: Path, corpus: Path, train_args: list[str]) -> list[dict]:
