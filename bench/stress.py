@@ -101,7 +101,8 @@ def main() -> int:
         for i in range(SESSIONS):
             session = work / f"kill-{i}"
             session.mkdir()
-            report = chaos.kill_and_resume(session, corpus, RUN_ARGS, KILLS_PER_SESSION, SEED * 1000 + i, reference, max_delay=0.4)
+            report = chaos.kill_and_resume(session, corpus, RUN_ARGS, KILLS_PER_SESSION, SEED * 1000 + i, reference,
+                                           max_delay=reference[-1]["elapsed"] / len(reference) / 2)
             kills, survived, mid_write = kills + report.kills, survived + report.survived, mid_write + report.mid_write
             runs, matched = runs + 1, matched + report.matched
             print(f"  series {i}: {report.survived}/{report.kills} kills survived, {report.mid_write} mid-write, "
@@ -110,7 +111,8 @@ def main() -> int:
         for i in range(INTERRUPTS):
             session = work / f"int-{i}"
             session.mkdir()
-            outcome = chaos.interrupt_and_resume(session, corpus, RUN_ARGS, SEED * 1000 + 100 + i, reference)
+            outcome = chaos.interrupt_and_resume(session, corpus, RUN_ARGS, SEED * 1000 + 100 + i, reference,
+                                                 max_delay=reference[-1]["elapsed"])
             interrupted += outcome["interrupted"]
             said += outcome["said_how"]
             if outcome["interrupted"] and not outcome["said_how"]:

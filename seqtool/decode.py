@@ -14,8 +14,7 @@ from torch import nn
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Scale by 1/temperature, keep the k best and/or the smallest set with probability >= top_p."""
-    # shift before scaling: softmax is unchanged, and a tiny temperature gives -inf (never inf - inf = nan)
-    logits = (logits - logits.max(-1, keepdim=True).values) / temperature
+    logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -31,7 +30,9 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
 def choose(logits: torch.Tensor, greedy: bool, generator: torch.Generator | None, **filters) -> torch.Tensor:
     if greedy:
         return logits.argmax(-1)
-    probs = filter_logits(logits.float(), **filters).softmax(-1)
+    logits = logits.float()
+    # shift first: softmax is unchanged, and a tiny temperature then gives -inf, never inf - inf = nan
+    probs = filter_logits(logits - logits.max(-1, keepdim=True).values, **filters).softmax(-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from seqtool.device import pick_device
 from seqtool.errors import SeqtoolError
-from seqtool.run import load_checkpoint, resolve_checkpoint
+from seqtool.run import check_complete, load_checkpoint, resolve_checkpoint
 from seqtool.spec import RunSpec, from_dict
 from seqtool.tasks import get_task_class
 from seqtool.tasks.base import Task
@@ -28,7 +28,7 @@ class Restored:
 
 def restore(checkpoint: str | None, task: str | None = None, device: str = "auto", which: str = "best") -> Restored:
     path = resolve_checkpoint(checkpoint, which)
-    payload = load_checkpoint(path, task=task)
+    payload = check_complete(load_checkpoint(path, task=task), path)
     spec = from_dict(payload["spec"], source=str(path))
     try:
         task_obj = get_task_class(payload["task"]).from_checkpoint(spec, payload["task_state"])

@@ -33,6 +33,8 @@ CHECKPOINT_FORMAT = "seqtool-checkpoint"
 CHECKPOINT_VERSION = 1
 LATEST = "latest"
 LOCK = ".lock"
+#: run-directory locks this process holds: real path of the lock file -> [fd, holders]
+_HELD: dict[str, list] = {}
 
 
 def default_runs_root() -> Path:
@@ -52,15 +54,15 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class WriteError(SeqtoolError):
+class WriteError(SeqtoolError, OSError):
     """A file of the run could not be written (disk full, read-only, permissions)."""
 
     def __init__(self, path: Path, exc: OSError, what: str = ""):
-        self.path, self.errno = Path(path), exc.errno
         reason = exc.strerror or str(exc)
         if exc.errno == errno.ENOSPC:
             reason += " (the disk is full)"
         super().__init__(f"cannot write {what or path}: {reason}")
+        self.path, self.errno = Path(path), exc.errno
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -133,7 +135,15 @@ def load_checkpoint(path: Path, task: str | None = None) -> dict:
         raise SeqtoolError(f"{path} has checkpoint format version {payload.get('version')}; this seqtool reads version {CHECKPOINT_VERSION}")
     if task is not None and payload.get("task") != task:
         raise SeqtoolError(f"{path} is a '{payload.get('task')}' checkpoint, not a '{task}' one")
-    for key, kind in (("task", str), ("spec", dict), ("task_state", dict), ("model", dict)):
+    return payload
+
+
+def check_complete(payload: dict, path: Path, training: bool = False) -> dict:
+    """A checkpoint about to rebuild a model (or a whole run, `training`) has every part it needs."""
+    parts = [("task", str), ("spec", dict), ("task_state", dict), ("model", dict)]
+    if training:
+        parts += [("optimizer", dict), ("progress", dict), ("rng", dict)]
+    for key, kind in parts:
         if not isinstance(payload.get(key), kind):
             raise SeqtoolError(f"{path} is a damaged checkpoint (its '{key}' is missing or not a {kind.__name__})")
     return payload
@@ -165,7 +175,7 @@ class RunDir:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._lock_fd: int | None = None
+        self._lock_fd: str | None = None
 
     # files
     spec_path = property(lambda self: self.path / "spec.yaml")
@@ -186,9 +196,10 @@ class RunDir:
             if path.is_dir() and any(path.iterdir()):
                 if not overwrite:
                     raise UsageError(f"run directory {path} is not empty; pass --resume {path} to continue it or --overwrite to replace it")
-                busy = cls(path)
-                busy.acquire()  # refuses a directory another seqtool process is training into
-                busy.release()
+                if (path / "checkpoints").is_dir():
+                    busy = cls(path)
+                    busy.acquire()  # refuses a directory another seqtool process is training into
+                    busy.release()
                 try:
                     shutil.rmtree(path)
                 except OSError as exc:
@@ -235,12 +246,20 @@ class RunDir:
 
     # ---- one process per run -------------------------------------------------------------------
     def acquire(self) -> None:
-        """Hold the run's lock (an flock on .lock, released by the kernel however the process ends):
-        two processes writing one run directory would interleave its checkpoints and metrics."""
+        """Hold the run's lock (an flock on checkpoints/.lock, released by the kernel however the
+        process ends): two processes writing one run directory would interleave its checkpoints and
+        metrics. Within one process the lock is shared (counted), so a library user may hold
+        several Trainers of one run."""
         if self._lock_fd is not None or fcntl is None:
             return
+        lock = self.checkpoint_dir / LOCK
+        key = os.path.realpath(lock)
+        if key in _HELD:
+            _HELD[key][1] += 1
+            self._lock_fd = key
+            return
         try:
-            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise SeqtoolError(f"cannot write to run directory {self.path}: {exc.strerror or exc}") from None
         try:
@@ -248,12 +267,17 @@ class RunDir:
         except OSError:
             os.close(fd)
             raise SeqtoolError(f"run directory {self.path} is in use by another seqtool process; wait for it to end or stop it first") from None
-        self._lock_fd = fd
+        _HELD[key] = [fd, 1]
+        self._lock_fd = key
 
     def release(self) -> None:
-        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
-        if fd is not None:
-            os.close(fd)
+        key, self._lock_fd = getattr(self, "_lock_fd", None), None
+        held = _HELD.get(key) if key is not None else None
+        if held is not None:
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[key]
+                os.close(held[0])
 
     def __del__(self):
         self.release()

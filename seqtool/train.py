@@ -30,7 +30,7 @@ from seqtool.errors import SeqtoolError, UsageError
 from seqtool.faults import CHECK_EVERY, MAX_ROLLBACKS, SkipGuard, all_finite, nonfinite_error, resource_error, rollback_limit_error
 from seqtool.nn.stack import detach_state
 from seqtool.progress import Reporter
-from seqtool.run import RunDir, load_checkpoint, save_checkpoint
+from seqtool.run import RunDir, check_complete, load_checkpoint, save_checkpoint
 from seqtool.spec import RunSpec, apply_overrides, clear_fields, from_dict
 from seqtool.tasks import get_task_class
 from seqtool.tasks.base import Task
@@ -510,8 +510,8 @@ def resume_run(run_arg: str, overrides: dict, clear: set = frozenset(), *, repor
 
 
 def _resume(run: RunDir, overrides: dict, clear: set, *, reporter, command: str, corpus: str | None) -> Trainer:
-    payload = load_checkpoint(run.checkpoint("last"))
-    spec = from_dict(payload.get("spec"), source=str(run.checkpoint("last")))
+    payload = check_complete(load_checkpoint(run.checkpoint("last")), run.checkpoint("last"), training=True)
+    spec = from_dict(payload["spec"], source=str(run.checkpoint("last")))
     if spec.task != payload.get("task"):
         raise SeqtoolError(f"{run.checkpoint('last')} is damaged: it holds a {payload.get('task')!r} model but a {spec.task!r} spec")
     changed = ({k for k, v in overrides.items() if v is not None} | set(clear)) - RESUMABLE_OVERRIDES

@@ -148,9 +148,22 @@ class KillReport:
     temp_files_left: int = 0
 
 
+def _identity(path: Path):
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def kill_and_resume(workdir: Path, corpus: Path, train_args: list[str], kills: int, seed: int,
                     reference: list[dict] | None, max_delay: float = 0.5) -> KillReport:
-    """Train, SIGKILL at `kills` seeded random moments (each restart resumes), then finish the run."""
+    """Train, SIGKILL at `kills` seeded random moments (each restart resumes), then finish the run.
+
+    A moment is: once the child trains, after 0 or 1 more checkpoint writes (seeded), a seeded delay
+    in [0, max_delay); with max_delay about half an epoch, kills land in every phase (steps,
+    evaluation, checkpoint writes) and the run advances by less than an epoch per kill on average,
+    however fast the machine."""
     rng = random.Random(seed)
     run = workdir / "run"
     report = KillReport()
@@ -165,6 +178,9 @@ def kill_and_resume(workdir: Path, corpus: Path, train_args: list[str], kills: i
 
         try:
             wait_for(training, pid)
+            for _ in range(rng.randint(0, 1)):
+                seen = _identity(checkpoint)
+                wait_for(lambda: _identity(checkpoint) != seen, pid)
             time.sleep(rng.uniform(0.0, max_delay))
         except ChildEnded as ended:
             assert ended.code == 0, (ended.code, (workdir / f"kill-{i}.log").read_text())
