@@ -400,7 +400,7 @@ FORECAST_FLAGS = {
     "model": "model.cell", "hidden": "model.hidden", "layers": "model.layers", "dropout": "model.dropout",
     "bidirectional": "model.bidirectional",
     "batch": "train.batch", "epochs": "train.epochs", "lr": "train.lr", "max_seconds": "train.max_seconds",
-    "seed": "train.seed", "device": "train.device", "threads": "train.threads",
+    "seed": "train.seed", "device": "train.device", "threads": "train.threads", "on_nan": "train.on_nan",
     "out": "output.dir", "overwrite": "output.overwrite",
 }
 
@@ -446,6 +446,7 @@ def forecast(
     horizon: Optional[int] = typer.Option(None, help="Forecast this many values past the end; printed as CSV (time,forecast)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    on_nan: Optional[str] = typer.Option(None, help="Non-finite loss or gradients: stop | skip (the batch) | rollback (last checkpoint, lr halved)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (default: a new one under runs/)."),
     overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace a non-empty --out directory."),
     quiet: bool = QuietOpt,

@@ -482,3 +482,23 @@ def test_a_reader_that_goes_away_is_not_an_error(cli, tiny_text, tmp_path):
         assert len(reader.read(10)) == 10
     assert chaos.wait_exit(pid) == 0
     assert (tmp_path / "sample.log").read_text() == ""
+
+
+def test_forecast_takes_the_same_nan_policy(cli, monkeypatch):
+    from seqtool.tasks.forecast import ForecastTask
+
+    original, calls = ForecastTask.train_loss, {}
+
+    def train_loss(self, model, batch, state, device):  # the third batch of each run is poisoned
+        loss, count, state = original(self, model, batch, state, device)
+        calls[id(self)] = calls.get(id(self), -1) + 1
+        return (loss * float("nan") if calls[id(self)] == 2 else loss), count, state
+
+    monkeypatch.setattr(ForecastTask, "train_loss", train_loss)
+    fast = ["--synthetic", "sine", "--epochs", "1", "--threads", "1", "--quiet"]
+    assert "non-finite at step 2" in one_error_line(cli("forecast", *fast, "--out", "stopped"), 1)
+    calls.clear()
+    skipped = cli("forecast", *fast, "--on-nan", "skip", "--out", "skipped")
+    assert skipped.code == 0, skipped.err
+    assert chaos.metric_rows(Path("skipped"))[0]["skipped_steps"] == 1
+    assert "'maybe' is not one of stop, skip, rollback" in one_error_line(cli("forecast", *fast, "--on-nan", "maybe"), 2)
