@@ -491,7 +491,6 @@ def _reader_went_away() -> None:
         pass
 
 
-
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors become one line on stderr (tracebacks only with --debug)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -541,9 +540,8 @@ def main(argv: list[str] | None = None) -> None:
         clear = resource_error(exc, f"in '{_COMMAND_LINE[0] if _COMMAND_LINE else 'seqtool'}'")
         if clear is not None:
             err(f"seqtool: error: {one_line(clear)}")
-            sys.stdout.flush()
-            raise SystemExit(1) from None
-        err(f"seqtool: internal error: {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback)")
+        else:
+            err(f"seqtool: internal error: {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback)")
         code = 1
     else:
         code = 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import pickle
 import warnings
-import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path

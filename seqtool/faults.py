@@ -19,7 +19,6 @@ import torch
 
 from seqtool.errors import SeqtoolError
 
-ON_NAN = ("stop", "skip", "rollback")
 #: stop/rollback look at the on-device "first bad step" every this many steps (one host sync)
 CHECK_EVERY = 32
 MAX_CONSECUTIVE_SKIPS = 20

@@ -267,6 +267,7 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------
     def fit(self) -> dict:
+        self.run.acquire()  # held already unless fit() runs again on this Trainer
         previous = self._install_signals()
         try:
             return self._fit()
