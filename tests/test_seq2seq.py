@@ -1,0 +1,128 @@
+import pytest
+import torch
+
+from seqtool.nn.seq2seq import Seq2Seq, masked_cross_entropy
+from seqtool.pairs import BOS_ID, EOS_ID, PAD_ID, decoder_input
+from seqtool.search import beam_search, greedy
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny matrices: extra threads only add synchronisation (and thrash a shared CI machine)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _batch(n=5, steps=7, vocab=12, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, steps + 1, (n,), generator=gen)
+    src = torch.randint(4, vocab, (n, steps), generator=gen)
+    src[torch.arange(steps).unsqueeze(0) >= lengths.unsqueeze(1)] = PAD_ID
+    tgt = torch.randint(4, vocab, (n, steps), generator=gen)
+    return src, lengths, tgt
+
+
+CONFIGS = [
+    dict(cell="gru", attention="none"),
+    dict(cell="gru", attention="additive"),
+    dict(cell="lstm", attention="additive", bidirectional=True),
+    dict(cell="rnn", attention="none", bidirectional=True),
+    dict(cell="lstm", attention="none"),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_teacher_forcing_equals_step_by_step_decoding(config):
+    torch.manual_seed(0)
+    model = Seq2Seq(12, 13, embed=8, hidden=16, layers=2, **config).eval()
+    src, lengths, tgt = _batch()
+    with torch.no_grad():
+        logits = model(src, lengths, tgt)
+        state, steps = model.start(src, lengths), []
+        for t in range(tgt.size(1)):
+            step_logits, state, weights = model.step(tgt[:, t], state)
+            steps.append(step_logits)
+    assert logits.shape == (5, 7, 13)
+    torch.testing.assert_close(torch.stack(steps, 1), logits, atol=1e-5, rtol=1e-5)
+    assert (weights is None) == (config["attention"] == "none")
+
+
+@pytest.mark.parametrize("config", CONFIGS[1:3], ids=["gru", "bilstm"])
+def test_source_padding_changes_nothing(config):
+    """Packed encoding and masked attention: what lies past a source's valid length is ignored."""
+    torch.manual_seed(0)
+    model = Seq2Seq(12, 13, embed=8, hidden=16, layers=2, **config).eval()
+    src, lengths, tgt = _batch()
+    noisy = src.clone()
+    noisy[torch.arange(7).unsqueeze(0) >= lengths.unsqueeze(1)] = 5
+    with torch.no_grad():
+        torch.testing.assert_close(model(noisy, lengths, tgt), model(src, lengths, tgt))
+        _, _, weights = model.step(tgt[:, 0], model.start(src, lengths))
+    past = torch.arange(7).unsqueeze(0) >= lengths.unsqueeze(1)
+    assert weights[past].abs().max() == 0
+    torch.testing.assert_close(weights.sum(-1), torch.ones(5))
+
+
+def test_masked_loss_ignores_padding():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 9)
+    target = torch.randint(0, 9, (3, 5))
+    lengths = torch.tensor([5, 2, 3])
+    loss, count = masked_cross_entropy(logits, target, lengths)
+    changed_logits, changed_target = logits.clone(), target.clone()
+    for row, n in enumerate(lengths.tolist()):
+        changed_logits[row, n:] = torch.randn(5 - n, 9) * 10
+        changed_target[row, n:] = (changed_target[row, n:] + 1) % 9
+    assert masked_cross_entropy(changed_logits, changed_target, lengths)[0] == pytest.approx(loss.item())
+    assert int(count) == 10
+    # and it is the plain mean over the valid tokens
+    picked = torch.cat([logits[r, :n] for r, n in enumerate(lengths.tolist())])
+    wanted = torch.cat([target[r, :n] for r, n in enumerate(lengths.tolist())])
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(picked, wanted).item(), rel=1e-6)
+    # changing a valid position does change it
+    changed_target[0, 0] = (changed_target[0, 0] + 1) % 9
+    assert masked_cross_entropy(logits, changed_target, lengths)[0].item() != pytest.approx(loss.item())
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_correct_model():
+    logits = torch.full((1, 2, 4), -10.0)
+    target = torch.tensor([[1, 2]])
+    logits[0, 0, 1] = logits[0, 1, 2] = 10.0
+    lengths = torch.tensor([2])
+    assert masked_cross_entropy(logits, target, lengths)[0] < 1e-6
+    assert masked_cross_entropy(logits, target, lengths, label_smoothing=0.1)[0] > 0.5
+
+
+def _digits(n, gen, steps=6):
+    """Reverse-a-digit-string task: ids 4..13 are the digits 0..9, 1 to 5 digits per string."""
+    lengths = torch.randint(1, 6, (n,), generator=gen)
+    digits = torch.randint(4, 14, (n, 5), generator=gen)
+    src = torch.full((n, steps), PAD_ID)
+    tgt = torch.full((n, steps), PAD_ID)
+    for i, length in enumerate(lengths.tolist()):
+        src[i, :length], src[i, length] = digits[i, :length], EOS_ID
+        tgt[i, :length], tgt[i, length] = digits[i, :length].flip(0), EOS_ID
+    return src, lengths + 1, tgt
+
+
+def test_learns_to_reverse_digit_strings():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = Seq2Seq(14, 14, embed=16, hidden=32, layers=1, attention="additive")
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(300):
+        src, lengths, tgt = _digits(64, gen)
+        loss, _ = masked_cross_entropy(model(src, lengths, decoder_input(tgt)), tgt, lengths)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    model.eval()
+    src, lengths, tgt = _digits(500, gen)
+    wanted = [tgt[i, : n - 1].tolist() for i, n in enumerate(lengths.tolist())]
+    hyps = greedy(model, src, lengths, BOS_ID, EOS_ID, max_len=8)
+    assert sum(h.tokens == w for h, w in zip(hyps, wanted)) / 500 > 0.95
+    beams = beam_search(model, src[:50], lengths[:50], BOS_ID, EOS_ID, max_len=8, beam=3)
+    assert sum(b[0].tokens == w for b, w in zip(beams, wanted[:50])) / 50 > 0.95
