@@ -96,6 +96,8 @@ TRAIN_FLAGS = {
     "warmup": "train.warmup", "clip": "train.clip", "truncation": "train.truncation", "patience": "train.patience",
     "seed": "train.seed", "device": "train.device", "threads": "train.threads", "on_nan": "train.on_nan",
     "out": "output.dir", "overwrite": "output.overwrite",
+    "tgt": "translate.target", "reverse": "translate.reverse", "max_len": "translate.max_len",
+    "attention": "translate.attention", "label_smoothing": "translate.label_smoothing",
 }
 #: flags whose value 0 means "none" (no clipping, no time limit, ...)
 ZERO_MEANS_NONE = {"train.clip", "train.max_seconds", "train.max_tokens", "train.patience", "train.threads"}
@@ -196,7 +198,7 @@ def preprocess(
 def train(
     corpus: Optional[str] = typer.Argument(None, help="Text file, prepared dataset, '-' for stdin, or a catalog name."),
     spec_path: Optional[Path] = SpecOpt,
-    task: Optional[str] = typer.Option(None, help="lm (more tasks come with their subcommands)."),
+    task: Optional[str] = typer.Option(None, help="lm | translate (default: translate for a tab-separated corpus or --src/--tgt, else lm)."),
     level: Optional[str] = typer.Option(None, help="char | word"),
     clean: Optional[str] = typer.Option(None, help="letters | lower | none"),
     min_freq: Optional[int] = typer.Option(None),
@@ -234,6 +236,12 @@ def train(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (default: a new one under runs/)."),
     overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace a non-empty --out directory."),
     resume: Optional[str] = typer.Option(None, help="Continue the run in this directory from its last checkpoint."),
+    src: Optional[str] = typer.Option(None, "--src", help="translate: source-side file aligned with --tgt (instead of CORPUS)."),
+    tgt: Optional[str] = typer.Option(None, "--tgt", help="translate: target-side file, line i translating line i of --src."),
+    reverse: Optional[bool] = typer.Option(None, "--reverse/--no-reverse", help="translate: swap source and target."),
+    max_len: Optional[int] = typer.Option(None, help="translate: drop pairs with more tokens on either side."),
+    attention: Optional[str] = typer.Option(None, help="translate: none | additive"),
+    label_smoothing: Optional[float] = typer.Option(None, help="translate: label smoothing of the loss."),
     quiet: bool = QuietOpt,
 ):
     """Train a model; writes a run directory (checkpoints, metrics.jsonl, report.{json,md,png})."""
@@ -241,6 +249,12 @@ def train(
     from seqtool.train import resume_run, start_run
 
     flags = {k: v for k, v in locals().items() if k in TRAIN_FLAGS}
+    if src is not None:
+        if corpus is not None:
+            raise UsageError("give the corpus either as CORPUS or as --src/--tgt, not both")
+        if tgt is None:
+            raise UsageError("--src needs --tgt (the aligned target-side file)")
+        corpus = src
     reporter = Reporter(quiet=quiet)
     if resume:
         if spec_path:
@@ -249,6 +263,8 @@ def train(
         trainer = resume_run(resume, overrides, clear, reporter=reporter, command=command_line(), corpus=corpus)
     else:
         spec = build_spec(spec_path, corpus, flags)
+        if task is None and not _spec_names_task(spec_path) and _looks_like_translation(spec):
+            spec = build_spec(spec_path, corpus, {**flags, "task": "translate"})  # with translation's defaults
         trainer = start_run(spec, reporter=reporter, command=command_line())
     if not quiet:
         err(f"run directory: {trainer.run.path}")
@@ -259,6 +275,21 @@ def train(
         err(f"done: {summary['epochs']} epochs, {summary['wall_seconds']:.0f} s; best {trainer.task.monitor} {best:.4f} (epoch {summary['best']['epoch']})"
             if best is not None else "done")
     print(trainer.run.path)
+
+
+def _spec_names_task(spec_path: Optional[Path]) -> bool:
+    import yaml
+
+    if spec_path is None:
+        return False
+    raw = yaml.safe_load(spec_path.read_text(encoding="utf-8"))  # already validated by build_spec
+    return isinstance(raw, dict) and "task" in raw
+
+
+def _looks_like_translation(spec) -> bool:
+    from seqtool.tasks.translate import looks_like_pairs
+
+    return spec.translate.target is not None or looks_like_pairs(spec.data.corpus)
 
 
 # ---- sample ------------------------------------------------------------------------------------
@@ -326,6 +357,54 @@ def sample(
             print(text.replace("\n", " "))
 
 
+# ---- translate ---------------------------------------------------------------------------------
+@app.command("translate")
+def translate_command(
+    sentences: Optional[list[str]] = typer.Argument(None, help="Sentences to translate; none: read standard input line by line."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint or run directory (default: latest run)."),
+    beam: Optional[int] = typer.Option(None, help="Beam width; 1 = greedy (default: the run's translate.beam)."),
+    length_penalty: Optional[float] = typer.Option(None, help="Rank beam hypotheses by score / length**ALPHA (default: the run's)."),
+    nbest: int = typer.Option(1, help="Hypotheses per sentence (tab-separated; needs --beam >= N)."),
+    max_len: Optional[int] = typer.Option(None, help="Most tokens to generate (default: the run's data.steps)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per input line: source, hypotheses, scores."),
+    attention_out: bool = typer.Option(False, "--attention-out", help="With --json: add each hypothesis' attention weights."),
+    tokenized: bool = typer.Option(False, "--tokenized", help="Print tokens separated by spaces instead of detokenised text."),
+    batch: int = typer.Option(64, help="Sentences decoded together."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+):
+    """Translate sentences with a trained translation run: one output line per input line."""
+    from seqtool.restore import restore
+    from seqtool.translation import decoding_for, translate_records
+
+    if attention_out and not as_json:
+        raise UsageError("--attention-out adds the weights to the JSON output: use it with --json")
+    if batch < 1:
+        raise UsageError("--batch must be >= 1")
+    r = restore(checkpoint, task="translate", device=device)
+    decoding = decoding_for(r, beam, length_penalty, nbest, max_len)
+
+    def emit(lines: list[str]) -> None:
+        for record in translate_records(r, lines, decoding, tokenized=tokenized, attention=attention_out, batch=batch):
+            if as_json:
+                print(json.dumps(record, ensure_ascii=False))
+            else:
+                print("\t".join(t["text"] for t in record["translations"]))
+        sys.stdout.flush()
+
+    if sentences:
+        emit([s.replace("\n", " ") for s in sentences])
+        return
+    interactive = sys.stdin.isatty()
+    chunk: list[str] = []
+    for line in sys.stdin:
+        chunk.append(line.rstrip("\r\n"))
+        if interactive or len(chunk) >= 16 * batch:
+            emit(chunk)
+            chunk = []
+    if chunk:
+        emit(chunk)
+
+
 # ---- eval --------------------------------------------------------------------------------------
 @app.command("eval")
 def evaluate(
@@ -342,15 +421,31 @@ def evaluate(
     flow_steps: int = typer.Option(50, help="--grad-flow: sequence length T."),
     flow_batch: int = typer.Option(16, help="--grad-flow: sequences averaged over."),
     flow_plot: str = typer.Option("grad-flow.png", help="--grad-flow: the PNG to write (one line per checkpoint)."),
+    tgt: Optional[str] = typer.Option(None, "--tgt", help="translate: target-side file aligned with DATA."),
+    beam: Optional[int] = typer.Option(None, help="translate: beam width, 1 = greedy (default: the run's)."),
+    length_penalty: Optional[float] = typer.Option(None, help="translate: score / length**ALPHA (default: the run's)."),
+    max_len: Optional[int] = typer.Option(None, help="translate: most tokens to generate."),
+    sentence_bleu: bool = typer.Option(False, "--sentence-bleu", help="translate: also the classic per-sentence BLEU (k=2)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="translate: write eval.json and eval.md into this directory."),
 ):
-    """Perplexity of a language model on a text (cross-entropy in nats and bits per token)."""
+    """Perplexity of a language model on a text; BLEU and chrF of a translation model on pairs."""
     from seqtool.evaluation import evaluate_lm
+    from seqtool.restore import checkpoint_task
 
     if grad_flow:
         _eval_grad_flow([checkpoint] + grad_flow if checkpoint else grad_flow, data, flow_steps, flow_batch, flow_plot, as_json, device)
         return
     if checkpoint is None:
         raise UsageError("missing CHECKPOINT (a checkpoint file, run directory, or 'latest')")
+    translation_flags = [f for f, v in (("--tgt", tgt), ("--beam", beam), ("--length-penalty", length_penalty),
+                                        ("--max-len", max_len), ("--sentence-bleu", sentence_bleu or None), ("--out", out)) if v is not None]
+    if checkpoint_task(None if checkpoint == "latest" else checkpoint) == "translate":
+        if per_token:
+            raise UsageError("--per-token is for language models")
+        _evaluate_translation(checkpoint, data, tgt, beam, length_penalty, max_len, sentence_bleu, out, as_json, device)
+        return
+    if translation_flags:
+        raise UsageError(f"{translation_flags[0]} is for translation runs; this is a language model")
 
     result, rows = evaluate_lm(None if checkpoint == "latest" else checkpoint, data, device=device, per_token=per_token is not None)
     if per_token:
@@ -386,6 +481,28 @@ def _eval_grad_flow(checkpoints: list[str], data: Optional[str], steps: int, bat
     print("largest singular value of the recurrent weights")
     print(format_singular_values({m.label: m.singular_values for m in models}))
     print(f"wrote {plot}")
+
+
+def _evaluate_translation(checkpoint, data, tgt, beam, length_penalty, max_len, sentence_bleu, out, as_json, device):
+    from seqtool.restore import restore
+    from seqtool.run import atomic_write_text
+    from seqtool.translation import decoding_for, evaluate_translation, markdown_report
+
+    r = restore(None if checkpoint == "latest" else checkpoint, task="translate", device=device)
+    result = evaluate_translation(r, data, tgt, decoding_for(r, beam, length_penalty, 1, max_len), sentence_bleu=sentence_bleu)
+    report = markdown_report(result)
+    if out:
+        folder = Path(out)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SeqtoolError(f"cannot create {folder}: {exc.strerror or exc}") from None
+        atomic_write_text(folder / "eval.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(folder / "eval.md", report)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(report, end="")
 
 
 # ---- forecast ----------------------------------------------------------------------------------

@@ -42,3 +42,8 @@ def restore(checkpoint: str | None, task: str | None = None, device: str = "auto
         raise SeqtoolError(f"{path}: the weights do not fit the model its spec describes ({str(exc).splitlines()[0]})") from None
     model.to(dev).eval()
     return Restored(path, spec, task_obj, model, dev, payload)
+
+
+def checkpoint_task(checkpoint: str | None) -> str:
+    """The task a checkpoint was trained for, so commands shared by tasks can dispatch."""
+    return str(load_checkpoint(resolve_checkpoint(checkpoint, "best")).get("task"))

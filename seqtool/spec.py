@@ -99,6 +99,19 @@ class ForecastSpec:
 
 
 @dataclass
+class TranslateSpec:
+    """Translation only (task: translate); the other tasks ignore this section."""
+
+    target: str | None = None  # aligned target-side file; data.corpus then holds the source side
+    reverse: bool = False  # swap the two sides (French -> English from fra-eng)
+    max_len: int | None = None  # drop pairs with more tokens than this on either side
+    attention: str = "none"  # none (the classic fixed context) | additive (Bahdanau)
+    label_smoothing: float = 0.0
+    beam: int = 1  # decoding default of translate/eval: 1 = greedy
+    length_penalty: float = 0.0  # beam hypotheses rank by score / length**length_penalty
+
+
+@dataclass
 class RunSpec:
     task: str = "lm"
     data: DataSpec = field(default_factory=DataSpec)
@@ -106,6 +119,7 @@ class RunSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
     forecast: ForecastSpec = field(default_factory=ForecastSpec)
+    translate: TranslateSpec = field(default_factory=TranslateSpec)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,7 +129,8 @@ class RunSpec:
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(RunSpec) if f.name != "task"}
-_SECTION_CLASSES = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "output": OutputSpec, "forecast": ForecastSpec}
+_SECTION_CLASSES = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "output": OutputSpec, "forecast": ForecastSpec,
+                    "translate": TranslateSpec}
 RECURRENT_CELLS = ("rnn", "gru", "lstm")
 
 #: Defaults that differ from the dataclass ones, by task and (for forecasting) by model family.
@@ -131,6 +146,13 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "forecast:recurrent": {
         "model.hidden": 32, "train.epochs": 30, "train.lr": 0.005, "train.schedule": "cosine", "train.clip": 1.0,
         "forecast.tau": 64, "forecast.train_horizon": 16,
+    },
+    # translation: the design of specs/fra-eng.yaml (word embeddings, bidirectional encoder, additive
+    # attention, label smoothing, beam search); specs/fra-eng-classic.yaml spells out the classic one
+    "translate": {
+        "model.embed": 256, "model.bidirectional": True, "data.steps": 16, "train.epochs": 15, "train.lr": 0.003,
+        "translate.attention": "additive", "translate.label_smoothing": 0.1, "translate.beam": 5,
+        "translate.length_penalty": 0.6,
     },
 }
 
@@ -255,6 +277,9 @@ def _resolve_relative(spec: RunSpec, raw: dict, base: Path) -> None:
     if corpus and corpus != "-" and not Path(corpus).is_absolute():
         if "/" in corpus or (base / corpus).exists():  # otherwise a catalog name
             spec.data.corpus = str((base / corpus).resolve())
+    target = spec.translate.target
+    if target and target != "-" and not Path(target).is_absolute() and ("/" in target or (base / target).exists()):
+        spec.translate.target = str((base / target).resolve())
     written = (raw.get("output") or {}) if isinstance(raw.get("output"), dict) else {}
     for key in ("dir", "runs_root"):
         value = getattr(spec.output, key)
@@ -370,6 +395,7 @@ def validate(spec: RunSpec) -> None:
     _positive("train.warmup", t.warmup, allow_zero=True)
     _positive("train.weight_decay", t.weight_decay, allow_zero=True)
     _validate_forecast(spec.forecast)
+    _validate_translate(spec.translate)
 
 
 def _validate_forecast(f: ForecastSpec) -> None:
@@ -386,3 +412,12 @@ def _validate_forecast(f: ForecastSpec) -> None:
     _positive("forecast.horizon", f.horizon, allow_zero=True)
     if not f.k or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in f.k):
         raise UsageError(f"forecast.k must be a non-empty list of positive integers, got {f.k!r}")
+
+
+def _validate_translate(tr: TranslateSpec) -> None:
+    _choice("translate.attention", tr.attention, ("none", "additive"))
+    _positive("translate.max_len", tr.max_len)
+    _positive("translate.beam", tr.beam)
+    _positive("translate.length_penalty", tr.length_penalty, allow_zero=True)
+    if not 0.0 <= tr.label_smoothing < 1.0:
+        raise UsageError(f"translate.label_smoothing must be in [0, 1), got {tr.label_smoothing}")

@@ -9,6 +9,7 @@ from seqtool.errors import UsageError
 _REGISTRY = {
     "lm": "seqtool.tasks.lm:LanguageModelTask",
     "forecast": "seqtool.tasks.forecast:ForecastTask",
+    "translate": "seqtool.tasks.translate:TranslationTask",
 }
 
 

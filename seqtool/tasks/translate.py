@@ -1,0 +1,228 @@
+"""Translation: an encoder–decoder trained with teacher forcing on sentence pairs, validated each
+epoch by loss and by the BLEU of real (greedy) decoding; the best checkpoint is the best BLEU."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from seqtool import pairs as P
+from seqtool.errors import SeqtoolError, UsageError
+from seqtool.nn.seq2seq import Seq2Seq, masked_cross_entropy
+from seqtool.search import Hypothesis, beam_search, greedy
+from seqtool.tasks.base import Task
+from seqtool.text import Vocab
+
+
+@dataclass
+class Encoded:
+    src: torch.Tensor  # (n, steps) ids
+    src_len: torch.Tensor  # (n,)
+    tgt: torch.Tensor
+    tgt_len: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.src.size(0)
+
+    def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Rows `index`, cut to the longest valid length among them (less padding to step through)."""
+        src_len, tgt_len = self.src_len[index], self.tgt_len[index]
+        return self.src[index, : int(src_len.max())], src_len, self.tgt[index, : int(tgt_len.max())], tgt_len
+
+
+def looks_like_pairs(corpus: str | None) -> bool:
+    """True when the first non-blank lines of a corpus file all contain a tab (stdin is not peeked)."""
+    if not corpus or corpus == "-":
+        return False
+    from seqtool.corpora import resolve_corpus
+
+    path = resolve_corpus(corpus)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    lines = head.decode("utf-8", errors="replace").splitlines()
+    if len(head) == 1 << 16:
+        lines = lines[:-1]  # possibly cut short
+    lines = [line for line in lines if line.strip()][:20]
+    return bool(lines) and all("\t" in line for line in lines)
+
+
+def read_pairs(corpus: str | None, target: str | None, encoding: str = "utf-8", errors: str = "strict") -> list[P.Pair]:
+    """Pairs from one tab-separated corpus, or from two aligned files (corpus = source side)."""
+    from seqtool.corpora import read_text
+
+    if not corpus:
+        raise UsageError("no corpus given: pass PAIRS (a tab-separated file, '-' or a catalog name such as fra-eng) or --src/--tgt")
+    text = read_text(corpus, encoding, errors)
+    where = "standard input" if corpus == "-" else corpus
+    if target is None:
+        return P.parse_pairs(text.split("\n"), where)
+    if corpus == "-" and target == "-":
+        raise UsageError("--src and --tgt cannot both be standard input")
+    return P.parse_aligned(text.split("\n"), read_text(target, encoding, errors).split("\n"), f"{where} + {target}")
+
+
+class TranslationTask(Task):
+    name = "translate"
+    monitor = "val_bleu"
+    monitor_lower_is_better = False
+    unit = "tokens"
+
+    def __init__(self, spec, src_vocab: Vocab, tgt_vocab: Vocab, spacing: str,
+                 train_pairs: Sequence[P.Pair] | None = None, val_pairs: Sequence[P.Pair] | None = None):
+        super().__init__(spec)
+        self.src_vocab, self.tgt_vocab, self.spacing = src_vocab, tgt_vocab, spacing
+        self.train = self.val = None
+        self.val_sources: list[str] = []
+        self.val_refs: list[list[str]] = []
+        if train_pairs is not None:
+            self.train = self._encode_pairs(train_pairs)
+            self.val = self._encode_pairs(val_pairs)
+            self.val_sources, self.val_refs = P.group_references(val_pairs)
+
+    # ---- construction ------------------------------------------------------------------------
+    @staticmethod
+    def check_spec(spec) -> None:
+        if spec.model.embed <= 0:
+            raise UsageError("translation needs word embeddings: --embed must be > 0")
+        if spec.data.val_fraction <= 0:
+            raise UsageError("translation is validated by BLEU on held-out sources: --val-fraction must be > 0")
+        if spec.model.tie_weights:
+            raise UsageError("--tie-weights is for language models; source and target vocabularies differ")
+
+    @classmethod
+    def from_spec(cls, spec) -> "TranslationTask":
+        cls.check_spec(spec)
+        d, tr = spec.data, spec.translate
+        pairs = read_pairs(d.corpus, tr.target, d.encoding, d.encoding_errors)
+        if tr.reverse:
+            pairs = P.reverse_pairs(pairs)
+        kept = P.filter_length(pairs, tr.max_len)
+        if not kept:
+            raise SeqtoolError(f"no sentence pair has at most {tr.max_len} tokens on both sides; raise --max-len")
+        train, val = P.split_by_source(kept, d.val_fraction, spec.train.seed)
+        if not val:
+            raise SeqtoolError(f"{len(kept)} pair(s) are too few to hold out {d.val_fraction:.0%} of the sources")
+        src_vocab = P.build_vocab((p.source for p in train), d.min_freq)
+        tgt_vocab = P.build_vocab((p.target for p in train), d.min_freq)
+        return cls(spec, src_vocab, tgt_vocab, P.learn_spacing(p.target for p in train), train, val)
+
+    @classmethod
+    def from_checkpoint(cls, spec, task_state: dict) -> "TranslationTask":
+        return cls(spec, Vocab(list(task_state["src_vocab"])), Vocab(list(task_state["tgt_vocab"])), task_state["spacing"])
+
+    def task_state(self) -> dict:
+        return {"src_vocab": self.src_vocab.to_list(), "tgt_vocab": self.tgt_vocab.to_list(), "spacing": self.spacing}
+
+    def _encode_pairs(self, pairs: Sequence[P.Pair]) -> Encoded:
+        steps = self.spec.data.steps
+        src, src_len = P.encode([p.source for p in pairs], self.src_vocab, steps)
+        tgt, tgt_len = P.encode([p.target for p in pairs], self.tgt_vocab, steps)
+        return Encoded(src, src_len, tgt, tgt_len)
+
+    def build_model(self) -> nn.Module:
+        m, tr = self.spec.model, self.spec.translate
+        model = Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), m.embed, m.hidden, m.layers, m.cell, m.dropout,
+                        m.bidirectional, tr.attention, pad_id=P.PAD_ID, impl=m.impl)
+        for stack in (model.encoder, model.decoder):
+            stack.reset_parameters(orthogonal=m.init == "orthogonal", forget_bias=m.forget_bias if m.cell == "lstm" else None)
+        return model
+
+    # ---- training ----------------------------------------------------------------------------
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.spec.train.batch)
+
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator:
+        order = torch.randperm(len(self.train), generator=generator)
+        size = self.spec.train.batch
+        for start in range(0, len(order), size):
+            yield self.train.rows(order[start : start + size])
+
+    def train_loss(self, model, batch, state, device):
+        src, src_len, tgt, tgt_len = (t.to(device, non_blocking=True) for t in batch)
+        logits = model(src, src_len, P.decoder_input(tgt))
+        loss, count = masked_cross_entropy(logits, tgt, tgt_len, self.spec.translate.label_smoothing)
+        return loss, count, None
+
+    @torch.no_grad()
+    def evaluate(self, model, device) -> dict[str, float]:
+        from seqtool.bleu import corpus_scores
+
+        was_training = model.training
+        model.eval()
+        total, tokens = 0.0, 0
+        for start in range(0, len(self.val), 256):
+            src, src_len, tgt, tgt_len = (t.to(device) for t in self.val.rows(torch.arange(start, min(start + 256, len(self.val)))))
+            loss, count = masked_cross_entropy(model(src, src_len, P.decoder_input(tgt)), tgt, tgt_len)
+            total, tokens = total + float(loss) * int(count), tokens + int(count)
+        hyps = self.translate(model, self.val_sources, device)
+        texts = [self.target_text(h[0].tokens) for h in hyps]
+        scores = corpus_scores(texts, [[self.reference_text(r) for r in refs] for refs in self.val_refs])
+        model.train(was_training)
+        return {"val_loss": total / max(tokens, 1), "val_bleu": scores.bleu, "val_chrf": scores.chrf}
+
+    # ---- inference ---------------------------------------------------------------------------
+    def source_ids(self, sentence: str) -> tuple[list[int], list[str]]:
+        """Normalised source tokens as ids with <eos>; also the tokens the vocabulary lacks."""
+        tokens = P.tokenize_sentence(sentence)
+        return self.src_vocab.encode(tokens) + [P.EOS_ID], [t for t in tokens if t not in self.src_vocab]
+
+    def translate(self, model, sentences: Sequence[str], device, *, beam: int = 1, length_penalty: float = 0.0,
+                  nbest: int = 1, max_len: int | None = None, attention: bool = False, batch: int = 64) -> list[list[Hypothesis]]:
+        """Hypotheses (best first) for each sentence; sentences are batched by length, the order kept.
+        A sentence that is empty after normalisation gets no hypothesis."""
+        max_len = max_len or self.spec.data.steps
+        encoded = [self.source_ids(s)[0] if P.normalize_sentence(s) else None for s in sentences]
+        order = sorted((i for i, ids in enumerate(encoded) if ids is not None), key=lambda i: len(encoded[i]))
+        out: list[list[Hypothesis]] = [[] for _ in sentences]
+        was_training = model.training
+        model.eval()
+        for start in range(0, len(order), batch):
+            chunk = order[start : start + batch]
+            width = max(len(encoded[i]) for i in chunk)
+            src = torch.full((len(chunk), width), P.PAD_ID, dtype=torch.long)
+            for row, i in enumerate(chunk):
+                src[row, : len(encoded[i])] = torch.tensor(encoded[i])
+            src_len = torch.tensor([len(encoded[i]) for i in chunk])
+            src = src.to(device)
+            if beam == 1 and nbest == 1:
+                results = [[h] for h in greedy(model, src, src_len, P.BOS_ID, P.EOS_ID, max_len, attention)]
+            else:
+                results = beam_search(model, src, src_len, P.BOS_ID, P.EOS_ID, max_len, beam, length_penalty, nbest, attention)
+            for i, hyps in zip(chunk, results):
+                out[i] = hyps
+        model.train(was_training)
+        return out
+
+    def target_tokens(self, ids: Sequence[int]) -> list[str]:
+        return self.tgt_vocab.decode(P.strip_ids(ids))
+
+    def target_text(self, ids: Sequence[int], tokenized: bool = False) -> str:
+        tokens = self.target_tokens(ids)
+        return " ".join(tokens) if tokenized else P.detokenize(tokens, self.spacing)
+
+    def reference_text(self, raw: str) -> str:
+        """A reference as the model would write it (normalised, same spacing), for fair BLEU."""
+        return P.detokenize(P.tokenize_sentence(raw), self.spacing)
+
+    def report_sections(self, model, device) -> list[str]:
+        count = min(12, len(self.val_sources))
+        sources, refs = self.val_sources[:count], self.val_refs[:count]
+        tr = self.spec.translate
+        hyps = self.translate(model, sources, device, beam=tr.beam, length_penalty=tr.length_penalty)
+        decoding = "greedy" if tr.beam == 1 else f"beam {tr.beam}, length penalty {tr.length_penalty}"
+        lines = [f"## Held-out translations ({decoding})", "", "| source | translation | reference(s) |", "|---|---|---|"]
+        for source, hyp, ref in zip(sources, hyps, refs):
+            text = self.target_text(hyp[0].tokens) if hyp else ""
+            lines.append(f"| {_cell(source)} | {_cell(text)} | {_cell(' / '.join(ref[:3]))} |")
+        return ["\n".join(lines)]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
