@@ -8,7 +8,7 @@ SEQTOOL := $(VENV)/bin/seqtool
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 BUILD := build
 
-.PHONY: venv demo test bench stress lm forecast clean help
+.PHONY: venv demo test bench stress lm forecast translate clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test    run the test suite"
 	@echo "make lm      the language-model workflow as file targets (preprocess -> train -> sample -> eval)"
 	@echo "make forecast  forecast the synthetic sine (GRU, metrics table) and airline-passengers 12 months ahead (~1 min)"
+	@echo "make translate  train the default English->French translator on fra-eng, translate, score BLEU"
 	@echo "make bench   benchmarks (prints numbers; takes several minutes)"
 	@echo "make stress  bad inputs, SIGKILLs and Ctrl-Cs in bulk; prints how many were tried and held (a few minutes)"
 
@@ -62,10 +63,19 @@ forecast: $(STAMP)
 		--out $(BUILD)/forecast-airline --overwrite --quiet > $(BUILD)/airline-next12.csv
 	@cat $(BUILD)/airline-next12.csv
 
+# Translation: train the default spec once, then translate the classic examples and score the held-out split.
+$(BUILD)/translate/report.json: $(STAMP) specs/fra-eng.yaml
+	$(SEQTOOL) train --spec specs/fra-eng.yaml --out $(BUILD)/translate --overwrite --quiet
+
+translate: $(BUILD)/translate/report.json
+	$(SEQTOOL) translate --checkpoint $(BUILD)/translate "Go." "I lost." "He's calm." "I'm home."
+	$(SEQTOOL) eval $(BUILD)/translate --out $(BUILD)/translate-eval
+
 bench: $(STAMP)
 	$(PY) bench/bench_lm.py
 	$(PY) bench/bench_forecast.py
 	$(PY) bench/bench_stack.py
+	$(PY) bench/bench_translate.py
 
 stress: $(STAMP)
 	$(PY) bench/stress.py

@@ -100,7 +100,7 @@ TRAIN_FLAGS = {
     "attention": "translate.attention", "label_smoothing": "translate.label_smoothing",
 }
 #: flags whose value 0 means "none" (no clipping, no time limit, ...)
-ZERO_MEANS_NONE = {"train.clip", "train.max_seconds", "train.max_tokens", "train.patience", "train.threads"}
+ZERO_MEANS_NONE = {"train.clip", "train.max_seconds", "train.max_tokens", "train.patience", "train.threads", "translate.max_len"}
 
 
 def split_flags(flags: dict, table: dict = TRAIN_FLAGS) -> tuple[dict, set]:

@@ -6,15 +6,6 @@ from seqtool.pairs import BOS_ID, EOS_ID, PAD_ID, decoder_input
 from seqtool.search import beam_search, greedy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny matrices: extra threads only add synchronisation (and thrash a shared CI machine)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _batch(n=5, steps=7, vocab=12, seed=0):
     gen = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, steps + 1, (n,), generator=gen)

@@ -9,7 +9,8 @@ Decoder, two designs:
                         concatenated with a fixed context, the encoder's top-layer final state.
   attention="additive"  Bahdanau: the context is recomputed every step as an attention-weighted sum
                         of the encoder outputs, queried by the decoder's previous top-layer state,
-                        with padded source positions masked out.
+                        with padded source positions masked out; the output layer reads the
+                        context too (Bahdanau's readout), not only the decoder state.
 
 Search (seqtool.search) drives the decoder through `start` and `step`; training uses `forward`
 (teacher forcing), which computes exactly what repeated `step` calls would.
@@ -95,7 +96,7 @@ class Seq2Seq(nn.Module):
         self.attention = AdditiveAttention(hidden, enc_dim, hidden) if attention == "additive" else None
         self.decoder = RecurrentStack(embed + context_dim, hidden, cell, layers, dropout, batch_first=True, impl=impl)
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden, tgt_vocab)
+        self.out = nn.Linear(hidden + (context_dim if attention == "additive" else 0), tgt_vocab)
 
     # ------------------------------------------------------------------ encoder
 
@@ -137,7 +138,10 @@ class Seq2Seq(nn.Module):
         else:
             context = state.context
         out, rnn = self.decoder(torch.cat([emb, context], dim=-1).unsqueeze(1), state.rnn)
-        return self.out(self.dropout(out.squeeze(1))), replace(state, rnn=rnn), weights
+        out = out.squeeze(1)
+        if weights is not None:
+            out = torch.cat([out, context], dim=-1)
+        return self.out(self.dropout(out)), replace(state, rnn=rnn), weights
 
     def forward(self, src, src_len, tgt_in) -> torch.Tensor:
         """Teacher forcing: logits (n, tgt_steps, vocab) for decoder inputs tgt_in (n, tgt_steps)."""

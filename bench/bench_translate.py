@@ -1,0 +1,103 @@
+"""Translation benchmark: the classic recipe (specs/fra-eng-classic.yaml) against our default
+(specs/fra-eng.yaml) on the shared English–French corpus, both held out on the same sources.
+
+Each spec is trained through the CLI in its own process, then scored on its held-out split with
+`seqtool eval` (greedy, and the spec's own decoding). Prints validation BLEU and chrF, training
+time, greedy and beam-5 decoding speed at batch 64, and the four classic example sentences.
+Target: the default (attention + beam) beats the classic recipe by >= 5 BLEU.
+
+BENCH_THREADS (default 2) sets torch's CPU threads for training and decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SEQTOOL = [sys.executable, "-m", "seqtool"]
+EXAMPLES = [("go .", "va !"), ("i lost .", "j'ai perdu ."), ("he's calm .", "il est calme ."), ("i'm home .", "je suis chez moi .")]
+
+
+def seqtool(*args: str) -> str:
+    done = subprocess.run([*SEQTOOL, *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        sys.exit(f"seqtool {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def train(spec: str, out: Path, threads: int) -> dict:
+    t0 = time.perf_counter()
+    seqtool("train", "--spec", str(ROOT / "specs" / spec), "--out", str(out), "--threads", str(threads), "--quiet")
+    report = json.loads((out / "report.json").read_text())
+    return {"seconds": time.perf_counter() - t0, "epochs": report["epochs"], "best_epoch": report["best"]["epoch"]}
+
+
+def decode_speed(run: Path, threads: int) -> dict:
+    """Sentences/s of greedy and beam-5 decoding at batch 64 over the held-out sources."""
+    import torch
+
+    from seqtool.restore import restore
+
+    torch.set_num_threads(threads)
+    r = restore(str(run), task="translate", device="cpu")
+    sources = r.task.from_spec(r.spec).val_sources
+    sources = (sources * (512 // len(sources) + 1))[:512]
+    speeds = {}
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        r.task.translate(r.model, sources[:64], r.device, beam=beam)  # warm-up
+        t0 = time.perf_counter()
+        r.task.translate(r.model, sources, r.device, beam=beam, batch=64)
+        speeds[name] = len(sources) / (time.perf_counter() - t0)
+    return speeds
+
+
+def examples(run: Path) -> list[tuple[str, str, float]]:
+    from seqtool.bleu import sentence_bleu
+
+    lines = seqtool("translate", "--checkpoint", str(run), "--tokenized", *[e for e, _ in EXAMPLES]).splitlines()
+    return [(src, out, sentence_bleu(out.split(), ref.split(), k=2)) for (src, ref), out in zip(EXAMPLES, lines)]
+
+
+def main() -> None:
+    threads = int(os.environ.get("BENCH_THREADS", 2))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, spec in (("classic", "fra-eng-classic.yaml"), ("default", "fra-eng.yaml")):
+            run = Path(tmp) / name
+            row = {"name": name, "spec": spec, **train(spec, run, threads)}
+            greedy = json.loads(seqtool("eval", str(run), "--beam", "1", "--json"))
+            own = json.loads(seqtool("eval", str(run), "--json"))
+            row.update(greedy_bleu=greedy["bleu"], greedy_chrf=greedy["chrf"], bleu=own["bleu"], chrf=own["chrf"],
+                       decoding=own["decoding"], signature=own["bleu_signature"], sources=own["sources"], pairs=own["pairs"])
+            row.update(decode_speed(run, threads))
+            row["examples"] = examples(run)
+            rows.append(row)
+            print(f"{name}: trained in {row['seconds']:.0f} s, BLEU {row['bleu']:.2f} ({row['decoding']})", file=sys.stderr, flush=True)
+
+    print(f"\nEnglish -> French on fra-eng, held out by source: {rows[0]['sources']} sources, {rows[0]['pairs']} references; "
+          f"{threads} CPU thread(s)")
+    print(f"{'spec':<24}{'decoding':<30}{'BLEU':>7}{'chrF':>7}{'greedy BLEU':>13}{'train s':>9}{'epochs':>8}"
+          f"{'greedy sent/s':>15}{'beam5 sent/s':>14}")
+    for r in rows:
+        print(f"{r['spec']:<24}{r['decoding']:<30}{r['bleu']:>7.2f}{r['chrf']:>7.2f}{r['greedy_bleu']:>13.2f}{r['seconds']:>9.0f}"
+              f"{r['epochs']:>8}{r['greedy']:>15,.0f}{r['beam5']:>14,.0f}")
+    print(f"signature: {rows[0]['signature']}")
+    for r in rows:
+        print(f"\nclassic examples, {r['spec']} ({r['decoding']}):")
+        for src, out, bleu in r["examples"]:
+            print(f"  {src:<14} => {out:<28} bleu {bleu:.3f}")
+    gain = rows[1]["bleu"] - rows[0]["bleu"]
+    print(f"\ndefault - classic: {gain:+.2f} BLEU (target >= +5): {'PASS' if gain >= 5 else 'FAIL'}")
+    if gain < 5:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from seqtool.errors import UsageError
+from seqtool.pairs import EOS_ID, normalize_sentence
+from seqtool.spec import RunSpec, apply_overrides, from_dict, load_spec
+from seqtool.tasks.translate import TranslationTask, looks_like_pairs
+
+PAIRS = "".join(f"{en}\t{fr}\tCC-BY\n" for en, fr in [
+    ("Go.", "Va !"), ("Go.", "Marche."), ("Hi.", "Salut !"), ("Run!", "Cours !"), ("Run!", "Courez !"),
+    ("Who?", "Qui ?"), ("Wow!", "Ça alors !"), ("Fire!", "Au feu !"), ("Help!", "À l'aide !"), ("Jump.", "Saute."),
+    ("Stop!", "Ça suffit !"), ("Wait!", "Attends !"), ("I see.", "Je comprends."), ("I try.", "J'essaye."),
+])
+
+
+@pytest.fixture
+def task(tmp_path):
+    corpus = tmp_path / "pairs.tsv"
+    corpus.write_text(PAIRS, encoding="utf-8")
+    spec = apply_overrides(RunSpec(), {"task": "translate", "data.corpus": str(corpus), "data.steps": 4, "data.val_fraction": 0.25,
+                                       "model.embed": 8, "model.hidden": 8, "model.layers": 1, "train.batch": 4})
+    return TranslationTask.from_spec(spec)
+
+
+def test_split_vocabularies_and_spacing_come_from_the_training_side(task):
+    assert task.src_vocab.itos[:4] == task.tgt_vocab.itos[:4] == ["<unk>", "<pad>", "<bos>", "<eos>"]
+    assert len(task.val_sources) == 3  # 25% of 12 distinct sources, each with all its translations
+    assert len(task.val) == sum(len(r) for r in task.val_refs)
+    assert task.spacing == "!?"  # French writes "Va !"
+    held_out = {normalize_sentence(s) for s in task.val_sources}
+    trained = {tuple(row[: n - 1]) for row, n in zip(task.train.src.tolist(), task.train.src_len.tolist())}
+    assert all(tuple(task.src_vocab.encode(s.split())) not in trained for s in held_out)
+
+
+def test_batches_cover_the_training_pairs_once_in_a_seeded_order(task):
+    def epoch(seed):
+        return list(task.train_batches(0, torch.Generator().manual_seed(seed)))
+
+    batches = epoch(1)
+    assert len(batches) == task.batches_per_epoch()
+    assert sum(b[0].size(0) for b in batches) == len(task.train)
+    for src, src_len, tgt, tgt_len in batches:
+        assert src.size(1) == int(src_len.max()) and tgt.size(1) == int(tgt_len.max())  # no all-pad columns
+        last = tgt.gather(1, (tgt_len - 1).unsqueeze(1)).squeeze(1)
+        assert ((last == EOS_ID) | (tgt_len == 4)).all()  # <eos> ends every target not cut at 4 steps
+    again, other = epoch(1), epoch(2)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(batches, other))
+
+
+def test_evaluate_reports_loss_bleu_and_chrf_and_translate_keeps_order(task):
+    torch.manual_seed(0)
+    model = task.build_model()
+    metrics = task.evaluate(model, torch.device("cpu"))
+    assert set(metrics) == {"val_loss", "val_bleu", "val_chrf"}
+    assert metrics["val_loss"] > 0 and 0 <= metrics["val_bleu"] <= 100
+    assert model.training  # evaluate puts the model back as it found it
+    sentences = ["Go.", "", "I see a dog that runs.", "  ", "Hi."]
+    out = task.translate(model, sentences, torch.device("cpu"), batch=2, beam=2, nbest=2)
+    assert [len(h) for h in out] == [2, 0, 2, 0, 2]
+    alone = task.translate(model, ["I see a dog that runs."], torch.device("cpu"), beam=2, nbest=2)
+    assert [h.tokens for h in alone[0]] == [h.tokens for h in out[2]]
+
+
+def test_a_checkpointed_task_rebuilds_the_same_model_shape(task):
+    again = TranslationTask.from_checkpoint(task.spec, task.task_state())
+    assert again.task_state() == task.task_state()
+    assert again.build_model().state_dict().keys() == task.build_model().state_dict().keys()
+
+
+def test_looks_like_pairs(tmp_path):
+    (tmp_path / "p.tsv").write_text(PAIRS)
+    (tmp_path / "t.txt").write_text("It was a dark night.\nAnd\tthen a tab.\n")
+    assert looks_like_pairs(str(tmp_path / "p.tsv"))
+    assert not looks_like_pairs(str(tmp_path / "t.txt"))
+    assert not looks_like_pairs("-")
+
+
+def test_translate_spec_section(tmp_path):
+    (tmp_path / "fr.txt").write_text("x")
+    path = tmp_path / "s.yaml"
+    path.write_text("task: translate\ndata:\n  corpus: en.txt\ntranslate:\n  target: fr.txt\n  attention: additive\n  beam: 5\n")
+    spec = load_spec(path)
+    assert spec.translate.target == str(tmp_path / "fr.txt") and spec.translate.beam == 5
+    with pytest.raises(UsageError, match="unknown key 'translate.beams'"):
+        from_dict({"translate": {"beams": 5}})
+    with pytest.raises(UsageError, match="translate.beam must be > 0"):
+        from_dict({"translate": {"beam": 0}})
