@@ -129,10 +129,16 @@ def filter_length(pairs: Sequence[Pair], max_len: int | None) -> list[Pair]:
     return [p for p in pairs if len(tokenize_sentence(p.source)) <= max_len and len(tokenize_sentence(p.target)) <= max_len]
 
 
+def sentence_key(text: str) -> tuple[str, ...]:
+    """What makes two sources the same sentence: their words, whatever the case, spacing or
+    punctuation ("Run!" and "Run." are one sentence)."""
+    return tuple(t for t in tokenize_sentence(text) if not _SPLIT.fullmatch(t))
+
+
 def split_by_source(pairs: Sequence[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
-    """Hold out a seeded random val_fraction of the distinct (normalised) sources, with all their
-    translations, so no source sentence lands in both halves."""
-    sources = sorted({normalize_sentence(p.source) for p in pairs})
+    """Hold out a seeded random val_fraction of the distinct source sentences (see sentence_key),
+    with all their translations, so no source sentence lands in both halves."""
+    sources = sorted({sentence_key(p.source) for p in pairs})
     random.Random(seed).shuffle(sources)
     n_val = round(len(sources) * val_fraction)
     if val_fraction > 0 and n_val == 0 and len(sources) > 1:
@@ -140,8 +146,8 @@ def split_by_source(pairs: Sequence[Pair], val_fraction: float, seed: int) -> tu
     if n_val >= len(sources) and n_val > 0:
         raise SeqtoolError(f"only {len(sources)} distinct source sentences: too few to hold out {val_fraction:.0%}")
     held = set(sources[:n_val])
-    train = [p for p in pairs if normalize_sentence(p.source) not in held]
-    val = [p for p in pairs if normalize_sentence(p.source) in held]
+    train = [p for p in pairs if sentence_key(p.source) not in held]
+    val = [p for p in pairs if sentence_key(p.source) in held]
     return train, val
 
 
