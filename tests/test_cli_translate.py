@@ -56,7 +56,7 @@ def test_a_tab_separated_corpus_trains_a_translator(run):
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     report = json.loads((run / "report.json").read_text())
     assert report["best"]["val_bleu"] == max(r["val_bleu"] for r in rows)  # higher BLEU is better
-    assert "## Held-out translations (greedy)" in (run / "report.md").read_text()
+    assert "## Held-out translations (beam 5, length penalty 0.6)" in (run / "report.md").read_text()  # task defaults
 
 
 def test_translate_arguments_stdin_order_and_blank_lines(cli, run):
@@ -183,7 +183,7 @@ def test_bad_translate_and_eval_requests(cli, run, tmp_path):
 
 def test_attention_out_needs_an_attention_model(cli, tmp_path):
     slice_of_fra_eng(tmp_path / "slice.tsv", 200)
-    assert cli("train", "slice.tsv", *SMALL, "--epochs", "1", "--out", "classic").code == 0
+    assert cli("train", "slice.tsv", *SMALL, "--epochs", "1", "--attention", "none", "--out", "classic").code == 0
     line = one_error_line(cli("translate", "-c", "classic", "--json", "--attention-out", "Go."), 2)
     assert "this model has no attention" in line
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from seqtool.errors import UsageError
-from seqtool.spec import DataSpec, ForecastSpec, ModelSpec, OutputSpec, RunSpec, TrainSpec, apply_overrides, from_dict, load_spec
+from seqtool.spec import (DataSpec, ForecastSpec, ModelSpec, OutputSpec, RunSpec, TrainSpec, TranslateSpec, apply_overrides,
+                          from_dict, load_spec)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -238,5 +239,5 @@ def test_each_section_class_has_the_documented_sections():
     spec = RunSpec()
     assert isinstance(spec.data, DataSpec) and isinstance(spec.model, ModelSpec)
     assert isinstance(spec.train, TrainSpec) and isinstance(spec.output, OutputSpec)
-    assert isinstance(spec.forecast, ForecastSpec)
-    assert set(spec.to_dict()) == {"task", "data", "model", "train", "output", "forecast"}
+    assert isinstance(spec.forecast, ForecastSpec) and isinstance(spec.translate, TranslateSpec)
+    assert set(spec.to_dict()) == {"task", "data", "model", "train", "output", "forecast", "translate"}
