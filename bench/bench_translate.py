@@ -6,7 +6,9 @@ Each spec is trained through the CLI in its own process, then scored on its held
 time, greedy and beam-5 decoding speed at batch 64, and the four classic example sentences.
 Target: the default (attention + beam) beats the classic recipe by >= 5 BLEU.
 
-BENCH_THREADS (default 2) sets torch's CPU threads for training and decoding.
+BENCH_THREADS (default 1) sets torch's CPU threads for training and decoding: these matrices are
+small, and on a shared 2-core machine a second thread mostly waits (the classic spec trained 2.6x
+slower with 2 threads than with 1 there).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def examples(run: Path) -> list[tuple[str, str, float]]:
 
 
 def main() -> None:
-    threads = int(os.environ.get("BENCH_THREADS", 2))
+    threads = int(os.environ.get("BENCH_THREADS", 1))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, spec in (("classic", "fra-eng-classic.yaml"), ("default", "fra-eng.yaml")):

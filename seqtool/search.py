@@ -84,7 +84,9 @@ def beam_search(
     att_history = None
     finished: list[list[Hypothesis]] = [[] for _ in range(n)]
     done = [False] * n
-    norm = lambda length: float(length) ** length_penalty  # noqa: E731
+
+    def norm(length: int) -> float:
+        return float(length) ** length_penalty
 
     for t in range(max_len):
         logits, state, attn = model.step(tokens, state)
