@@ -1,7 +1,7 @@
 """Encoder–decoder translator built on RecurrentStack, and its masked loss.
 
-Encoder: embedding + (deep, optionally bidirectional) RNN over the source, packed so padding never
-enters a state; a bidirectional encoder's forward and backward final states are merged by a learned
+Encoder: embedding + (deep, optionally bidirectional) RNN over the source; padding never enters a
+state (fused stacks read a packed batch, scratch ones each length group unpadded); a bidirectional encoder's forward and backward final states are merged by a learned
 bridge into the decoder's initial state.
 
 Decoder, two designs:
@@ -102,10 +102,7 @@ class Seq2Seq(nn.Module):
 
     def start(self, src: torch.Tensor, src_len: torch.Tensor) -> DecoderState:
         """Encode a padded batch (n, steps) with valid lengths (n,) -> the decoder's initial state."""
-        emb = self.dropout(self.src_embed(src))
-        packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
-        out, state = self.encoder(packed)
-        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        memory, state = self._encode(self.dropout(self.src_embed(src)), src_len)
         if isinstance(state, tuple):
             h, c = self._merge(state[0], self.bridge, True), self._merge(state[1], self.bridge_c, False)
             rnn, top = (h, c), h[-1]
@@ -115,6 +112,24 @@ class Seq2Seq(nn.Module):
         mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < src_len.to(src.device).unsqueeze(1)
         keys = self.attention.project_keys(memory) if self.attention is not None else None
         return DecoderState(rnn, memory, keys, mask, top)
+
+    def _encode(self, emb: torch.Tensor, src_len: torch.Tensor):
+        if self.encoder.impl == "fused":
+            packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
+            out, state = self.encoder(packed)
+            return pad_packed_sequence(out, batch_first=True, total_length=emb.size(1))[0], state
+        memory = emb.new_zeros(emb.size(0), emb.size(1), self.encoder.output_size)
+        lstm = self.cell == "lstm"
+        shape = (self.encoder.num_layers * self.encoder.num_directions, emb.size(0), self.encoder.hidden_size)
+        h, c = emb.new_zeros(shape), emb.new_zeros(shape) if lstm else None
+        for length in src_len.unique().tolist():
+            rows = (src_len == length).nonzero().squeeze(1).to(emb.device)
+            out, state = self.encoder(emb[rows, :length])
+            memory = memory.index_copy(0, rows, F.pad(out, (0, 0, 0, emb.size(1) - length)))
+            h = h.index_copy(1, rows, state[0] if lstm else state)
+            if lstm:
+                c = c.index_copy(1, rows, state[1])
+        return memory, ((h, c) if lstm else h)
 
     def _merge(self, state: torch.Tensor, bridge: nn.Linear | None, squash: bool) -> torch.Tensor:
         if not self.bidirectional:
