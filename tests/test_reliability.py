@@ -419,9 +419,12 @@ def test_foreign_old_or_damaged_checkpoints_are_one_clear_line(cli, tiny_text, t
     assert cli("train", tiny_text, *TINY, "--epochs", "1", "--out", run).code == 0
     for name in ("last.pt", "best.pt"):
         damage(run / "checkpoints" / name)
-    resume = [["train", "--resume", run]] if "translate" not in needle else []  # --resume takes any task
-    for args in (["sample", "--checkpoint", run], ["eval", run], *resume):
+    # --resume and eval take any task: for them this fake translation checkpoint is just damaged
+    others = [["train", "--resume", run], ["eval", run]] if "translate" not in needle else []
+    for args in (["sample", "--checkpoint", run], *others):
         assert needle in one_error_line(cli(*args), 1), args
+    if "translate" in needle:
+        assert "is a damaged checkpoint (its task state" in one_error_line(cli("eval", run), 1)
 
 
 # ---- text encodings ------------------------------------------------------------------------------
