@@ -41,19 +41,26 @@ def pyplot():
 
 
 def learning_curve(rows: list[dict], path: Path, monitor: str) -> None:
-    """Train loss and the monitored held-out metric per epoch."""
+    """Training and held-out curves per epoch. Perplexities share one log axis; a held-out metric
+    of another kind (BLEU, MSE) gets its own axis on the right."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     epochs = [r["epoch"] for r in rows]
-    ax.plot(epochs, [r["train_ppl" if monitor.endswith("ppl") and "train_ppl" in r else "train_loss"] for r in rows], label="train")
-    if rows and monitor in rows[0]:
-        ax.plot(epochs, [r[monitor] for r in rows], label=monitor)
+    same_scale = monitor.endswith("ppl") and all("train_ppl" in r for r in rows)
+    train_key = "train_ppl" if same_scale else "train_loss"
+    ax.plot(epochs, [r[train_key] for r in rows], label=train_key.replace("_", " "), color="tab:blue")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("perplexity" if monitor.endswith("ppl") else monitor)
-    if monitor.endswith("ppl") or monitor.endswith("loss"):
-        ax.set_yscale("log")
+    ax.set_ylabel("perplexity" if same_scale else "training loss")
+    ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+    lines = ax.get_lines()
+    if rows and monitor in rows[0]:
+        target = ax if same_scale else ax.twinx()
+        target.plot(epochs, [r[monitor] for r in rows], label=monitor.replace("_", " "), color="tab:orange")
+        if not same_scale:
+            target.set_ylabel(monitor.replace("_", " "))
+        lines = ax.get_lines() + (target.get_lines() if target is not ax else [])
+    ax.legend(lines, [line.get_label() for line in lines])
     save_figure(fig, path)
     plt.close(fig)
 
