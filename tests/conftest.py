@@ -44,6 +44,16 @@ def cli(capsys, monkeypatch, tmp_path):
 
 
 @pytest.fixture
+def float64():
+    """Exact comparisons (scratch vs fused, analytic gradients) run in float64, seeded."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
 def tiny_text(tmp_path) -> Path:
     path = tmp_path / "tiny.txt"
     path.write_text("the quick brown fox jumps over the lazy dog. " * 120, encoding="utf-8")

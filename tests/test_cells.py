@@ -9,13 +9,7 @@ from seqtool.nn.cells import gru_step, lstm_step, rnn_step, run_layer
 TOL = dict(rtol=1e-12, atol=1e-12)
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # see conftest.py
 
 
 def _xp(cell: nn.Module, x: torch.Tensor, fold_hh_bias: bool) -> torch.Tensor:

@@ -16,13 +16,7 @@ from seqtool.diagnostics import (
 from seqtool.nn.stack import RecurrentStack
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # see conftest.py
 
 
 def _linear_rnn(impl: str, hidden: int = 3, batch_first: bool = False) -> RecurrentStack:
