@@ -10,8 +10,6 @@ import itertools
 import json
 import os
 import signal
-import sys
-import time
 from pathlib import Path
 
 import pytest
