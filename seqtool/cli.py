@@ -32,10 +32,19 @@ app = typer.Typer(
 )
 
 _COMMAND_LINE: list[str] = []
+_DEBUG: list[bool] = [False]
 
 
 def command_line() -> str:
-    return "seqtool " + " ".join(shlex.quote(a) for a in _COMMAND_LINE)
+    """The command as the user typed it (a torchrun worker started by --nproc gets it from its parent)."""
+    return os.environ.get("SEQTOOL_COMMAND") or "seqtool " + " ".join(shlex.quote(a) for a in _COMMAND_LINE)
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise); only rank 0 talks to the user."""
+    from seqtool.distributed import env_rank
+
+    return env_rank()
 
 
 def has_surrogates(text: str) -> bool:
@@ -95,6 +104,7 @@ TRAIN_FLAGS = {
     "optimizer": "train.optimizer", "lr": "train.lr", "weight_decay": "train.weight_decay", "schedule": "train.schedule",
     "warmup": "train.warmup", "clip": "train.clip", "truncation": "train.truncation", "patience": "train.patience",
     "seed": "train.seed", "device": "train.device", "threads": "train.threads", "on_nan": "train.on_nan",
+    "precision": "train.precision", "compile": "train.compile",
     "out": "output.dir", "overwrite": "output.overwrite",
     "tgt": "translate.target", "reverse": "translate.reverse", "max_len": "translate.max_len",
     "attention": "translate.attention", "label_smoothing": "translate.label_smoothing",
@@ -231,8 +241,11 @@ def train(
     patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without improvement."),
     seed: Optional[int] = typer.Option(None),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (per process)."),
     on_nan: Optional[str] = typer.Option(None, help="Non-finite loss or gradients: stop | skip (the batch) | rollback (last checkpoint, lr halved)."),
+    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16: mixed precision (autocast; fp16 adds loss scaling)."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model for training."),
+    nproc: Optional[int] = typer.Option(None, help="Train in N processes on this machine with DDP (starts torchrun; --batch is the global batch)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (default: a new one under runs/)."),
     overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace a non-empty --out directory."),
     resume: Optional[str] = typer.Option(None, help="Continue the run in this directory from its last checkpoint."),
@@ -255,7 +268,10 @@ def train(
         if tgt is None:
             raise UsageError("--src needs --tgt (the aligned target-side file)")
         corpus = src
-    reporter = Reporter(quiet=quiet)
+    if nproc is not None and nproc != 1:
+        raise SystemExit(_launch(nproc, spec_path, corpus, flags, resume))  # the workers have said what there was to say
+    main_rank = _rank() == 0
+    reporter = Reporter(quiet=quiet or not main_rank)
     if resume:
         if spec_path:
             raise UsageError("--resume takes the spec saved in the run; do not pass --spec")
@@ -266,6 +282,9 @@ def train(
         if task is None and not _spec_names_task(spec_path) and _looks_like_translation(spec):
             spec = build_spec(spec_path, corpus, {**flags, "task": "translate"})  # with translation's defaults
         trainer = start_run(spec, reporter=reporter, command=command_line())
+    if not main_rank:  # [ddp] the other ranks train and stay silent
+        trainer.fit()
+        return
     if not quiet:
         err(f"run directory: {trainer.run.path}")
     with resumable(trainer):
@@ -275,6 +294,31 @@ def train(
         err(f"done: {summary['epochs']} epochs, {summary['wall_seconds']:.0f} s; best {trainer.task.monitor} {best:.4f} (epoch {summary['best']['epoch']})"
             if best is not None else "done")
     print(trainer.run.path)
+
+
+def _launch(nproc: int, spec_path: Optional[Path], corpus: Optional[str], flags: dict, resume: Optional[str]) -> int:
+    """`train --nproc N`: check what can be checked here, then run the same command under torchrun."""
+    from seqtool.device import pick_device
+    from seqtool.distributed import env_world_size, launch, strip_nproc
+    from seqtool.run import RunDir
+
+    if nproc < 1:
+        raise UsageError("--nproc must be >= 1")
+    if env_world_size() > 1 or "LOCAL_RANK" in os.environ:
+        raise UsageError("--nproc starts torchrun; this process is already one of torchrun's workers")
+    if resume:
+        if spec_path:
+            raise UsageError("--resume takes the spec saved in the run; do not pass --spec")
+        RunDir.open(resume).release()  # a clear error now if it is no run (or one in use)
+    else:
+        spec = build_spec(spec_path, corpus, flags)
+        if spec.data.corpus == "-":
+            raise UsageError("several processes cannot share standard input: save the corpus to a file and pass its path")
+        pick_device(spec.train.device)  # --device cuda without one: say so here, once
+        if spec.train.batch % nproc:
+            raise UsageError(f"--batch {spec.train.batch} is the global batch, split evenly across processes: it must be a multiple of --nproc {nproc}")
+    args = _COMMAND_LINE[_COMMAND_LINE.index("train") + 1 :]
+    return launch(nproc, strip_nproc(args) + (["--debug"] if _DEBUG[0] else []), command_line())
 
 
 def _spec_names_task(spec_path: Optional[Path]) -> bool:
@@ -614,6 +658,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     _COMMAND_LINE[:] = args
+    _DEBUG[0] = debug
+    tag = f"[rank {_rank()}] " if _rank() else ""
     try:
         returned = app(args=args, prog_name="seqtool", standalone_mode=False)
         if isinstance(returned, int) and not isinstance(returned, bool) and returned:
@@ -635,7 +681,8 @@ def main(argv: list[str] | None = None) -> None:
     except SeqtoolError as exc:
         if debug:
             raise
-        err(f"seqtool: error: {one_line(exc)}")
+        if not tag:  # under torchrun every rank meets the same user error: rank 0 reports it
+            err(f"seqtool: error: {one_line(exc)}")
         code = exc.exit_code
     except KeyboardInterrupt:
         err("seqtool: interrupted")
@@ -658,7 +705,7 @@ def main(argv: list[str] | None = None) -> None:
         if clear is not None:
             err(f"seqtool: error: {one_line(clear)}")
         else:
-            err(f"seqtool: internal error: {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback)")
+            err(f"seqtool: {tag}internal error: {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback)")
         code = 1
     else:
         code = 0

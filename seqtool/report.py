@@ -80,7 +80,9 @@ def write_run_report(run: RunDir, summary: dict, monitor: str, sections: list[st
         f"- best {monitor}: {_fmt(best.get(monitor) if best.get(monitor) is not None else float('nan'))} (epoch {best.get('epoch', '-')})",
         f"- parameters: {summary['parameters']:,}",
         f"- wall time: {summary['wall_seconds']:.1f} s; throughput: {_fmt(summary.get(unit_key, 0.0))} {unit_key or ''}",
-        f"- device: {summary['device']}",
+        f"- device: {summary['device']}"
+        + (f" x {summary['processes']} processes (DDP)" if summary.get("processes", 1) > 1 else "")
+        + (f", {summary['precision']} autocast" if summary.get("precision", "fp32") != "fp32" else ""),
         f"- command: `{summary['command']}`",
         "",
         "## Learning curve",

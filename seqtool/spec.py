@@ -68,6 +68,8 @@ class TrainSpec:
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch intra-op threads (default: torch's choice)
     on_nan: str = "stop"  # non-finite loss or gradients: stop | skip (the batch) | rollback (to the last checkpoint, lr halved)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds loss scaling)
+    compile: bool = False  # torch.compile the model for training
 
 
 @dataclass
@@ -376,6 +378,7 @@ def validate(spec: RunSpec) -> None:
     _choice("train.truncation", t.truncation, ("fixed", "random", "full"))
     _choice("train.device", t.device, ("auto", "cpu", "cuda"))
     _choice("train.on_nan", t.on_nan, ("stop", "skip", "rollback"))
+    _choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
     _positive("train.batch", t.batch)
     _positive("train.epochs", t.epochs)
     _positive("train.lr", t.lr)

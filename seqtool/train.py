@@ -25,7 +25,9 @@ import torch
 from torch import nn
 
 import seqtool
-from seqtool.device import describe, pick_device
+from seqtool import distributed
+from seqtool.accel import Precision, fused_optimizers, maybe_compile, pinned
+from seqtool.device import describe
 from seqtool.errors import SeqtoolError, UsageError
 from seqtool.faults import CHECK_EVERY, MAX_ROLLBACKS, SkipGuard, all_finite, nonfinite_error, resource_error, rollback_limit_error
 from seqtool.nn.stack import detach_state
@@ -37,7 +39,7 @@ from seqtool.tasks.base import Task
 
 #: train fields a resumed run may change (budgets and where it runs); the rest would change the run
 RESUMABLE_OVERRIDES = {"train.epochs", "train.max_seconds", "train.max_tokens", "train.patience", "train.device", "train.threads",
-                       "train.on_nan"}
+                       "train.on_nan", "train.precision", "train.compile"}
 
 
 class Interrupted(SeqtoolError):
@@ -68,13 +70,14 @@ class TrainState:
     done: bool = False
 
 
-def build_optimizer(spec: RunSpec, params) -> torch.optim.Optimizer:
+def build_optimizer(spec: RunSpec, params, fused: bool = False) -> torch.optim.Optimizer:
     t = spec.train
+    extra = {"fused": True} if fused else {}
     if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay, **extra)
     if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **extra)
+    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **extra)
 
 
 def lr_factor(spec: RunSpec, fraction: float, step: int, plateau_scale: float) -> float:
@@ -155,7 +158,9 @@ class Trainer:
         self.command = command
         if spec.train.threads:
             torch.set_num_threads(spec.train.threads)
-        self.device = pick_device(spec.train.device)
+        # [ddp] one process unless started by torchrun (seqtool/distributed.py)
+        self.dist, self.device = distributed.setup(spec.train.device)
+        self.dist.check_batch(spec.train.batch)
         torch.manual_seed(spec.train.seed)
         random.seed(spec.train.seed)
         try:
@@ -165,13 +170,19 @@ class Trainer:
         except (RuntimeError, MemoryError) as exc:
             raise resource_error(exc, "building the model") or exc
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(spec, self.params)
+        self.optimizer = build_optimizer(spec, self.params, fused=fused_optimizers(self.device))
+        # [gpu] autocast/GradScaler, and the module the step calls: DDP, then torch.compile (self.model
+        # stays the plain model: it is what gets saved and evaluated)
+        self.precision = Precision(spec.train.precision, self.device)
+        self.train_model = maybe_compile(self.dist.wrap(self.model), spec.train.compile, self.device,
+                                         warn=None if self.dist.is_main else (lambda message: None))
         self.state = TrainState()
         self.carry = None
         self.callbacks: list[Callable[["Trainer"], None]] = []
         self._stop_signal: int | None = None
         if resume is not None:
             self._restore(resume)
+        self.dist.fork_rng()  # [ddp] per-rank dropout streams
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _payload(self) -> dict:
@@ -183,14 +194,17 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "progress": asdict(self.state),
             "rng": _rng_state(),
-            "carry": detach_state(self.carry),
+            "carry": self.dist.gather_state(detach_state(self.carry)),  # [ddp] the whole batch's state
+            "precision": self.precision.state_dict(),
             "versions": versions(),
         }
 
     def save(self, which: tuple[str, ...] = ("last",)) -> None:
         if not all_finite(self.params):  # never replace a good checkpoint with a poisoned model
             raise nonfinite_error(self.state.global_step - 1, self.state.epoch + 1, self.run.checkpoint("last"), self._saved_step())
-        payload = self._payload()
+        payload = self._payload()  # [ddp] every rank calls this (it gathers the carried state)
+        if not self.dist.is_main:
+            return
         for name in which:
             save_checkpoint(self.run.checkpoint(name), payload)
 
@@ -206,7 +220,7 @@ class Trainer:
         if s.rollbacks >= MAX_ROLLBACKS:
             raise rollback_limit_error(bad_step, s.rollbacks)
         scale, rollbacks, elapsed = s.lr_scale * 0.5, s.rollbacks + 1, s.elapsed
-        self._restore(load_checkpoint(self.run.checkpoint("last"), task=self.task.name))
+        self._restore(self.dist.on_main(lambda: load_checkpoint(self.run.checkpoint("last"), task=self.task.name)))  # [ddp]
         self.state.lr_scale, self.state.rollbacks, self.state.elapsed = scale, rollbacks, elapsed
         self.reporter.log(f"non-finite loss or gradients at step {bad_step}: rolled back to step {self.state.global_step}, "
                           f"learning rate x{scale:g}")
@@ -215,9 +229,12 @@ class Trainer:
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
+            for group in self.optimizer.param_groups:  # [gpu] fused or not is where we run now, not where it ran
+                group["fused"] = True if fused_optimizers(self.device) else None
             self.state = TrainState(**payload["progress"])
             _set_rng_state(payload["rng"])
-            self.carry = _to_device_state(payload.get("carry"), self.device)
+            self.carry = self.dist.shard_state(_to_device_state(payload.get("carry"), self.device))  # [ddp]
+            self.precision.load_state_dict(payload.get("precision"))
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise SeqtoolError(f"{self.run.checkpoint('last')} is a damaged checkpoint ({detail})") from None
@@ -256,6 +273,8 @@ class Trainer:
             return {}
 
         def handler(signum, frame):
+            if self.dist.duplicate_signal():  # [ddp] the same Ctrl-C, forwarded by torchrun
+                return
             if self._stop_signal is not None:  # second Ctrl-C: abort now (files are atomic)
                 raise KeyboardInterrupt
             self.request_stop(signum)
@@ -290,13 +309,15 @@ class Trainer:
             "command": self.command,
             "cwd": os.getcwd(),
             "device": describe(self.device),
+            "processes": self.dist.world,  # [ddp]
             "versions": versions(),
             "host": platform.node(),
             "started": started,
             "resumed_from_epoch": s.epoch if s.global_step else None,
             "history": history,
         })
-        if not self.run.checkpoint("last").exists():  # a step-0 checkpoint: resumable (and a rollback target) from the start
+        # a step-0 checkpoint: resumable (and a rollback target) from the start ([ddp] rank 0's disk decides)
+        if not self.dist.on_main(lambda: self.run.checkpoint("last").exists()):
             self.save(("last",))
         self.reporter.start(f"train {task.name}", total=1.0)
         wall0, elapsed0 = time.perf_counter(), s.elapsed
@@ -305,7 +326,8 @@ class Trainer:
         while s.epoch < t.epochs and self._budget_left() and not s.done:
             self.model.train()
             generator = torch.Generator().manual_seed(t.seed * 1_000_003 + s.epoch)
-            sums = {k: torch.tensor(v, device=self.device) for k, v in (s.partial or {}).items()}
+            # [ddp] a resumed epoch's partial sums are global: one process takes them up
+            sums = {k: torch.tensor(v, device=self.device) for k, v in ((s.partial or {}) if self.dist.is_main else {}).items()}
             loss_sum = sums.get("loss", zero.clone())
             count_sum = sums.get("count", zero.clone())
             norm_sum = sums.get("norm", zero.clone())
@@ -316,26 +338,33 @@ class Trainer:
             if s.step_in_epoch == 0:
                 self.carry = None
             stopped = False
-            for index, batch in enumerate(task.train_batches(s.epoch, generator)):
+            self.dist.start_epoch(s.elapsed)
+            # [ddp] this process's rows of every batch; [gpu] pinned for non-blocking copies
+            batches = pinned(self.dist.shard_batches(task.train_batches(s.epoch, generator), task.shard_batch, task.batch_dim), self.device)
+            for index, batch in enumerate(batches):
                 if index < s.step_in_epoch:
                     continue
                 step_t0 = time.perf_counter()
                 for group in self.optimizer.param_groups:
                     group["lr"] = t.lr * s.lr_scale * lr_factor(spec, self.fraction_done(), s.global_step, s.plateau_scale)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss, count, self.carry = task.train_backward(self.model, batch, self.carry, self.device, self._backward)
+                with self.precision.autocast():  # [gpu] no-op for fp32
+                    loss, count, self.carry = task.train_backward(self.train_model, batch, self.carry, self.device, self._backward)
                 self.carry = detach_state(self.carry)
-                norm = _grad_norm(self.params, t.clip)
+                self.precision.unscale(self.optimizer)  # [gpu] fp16: true gradient sizes before clipping
+                norm = self.precision.finite_norm(_grad_norm(self.params, t.clip))
                 loss = loss.detach()
                 finite = torch.isfinite(loss) & torch.isfinite(norm)
-                if t.on_nan == "skip" and not bool(finite):  # skipping needs this one host sync per step
+                # skipping needs this one host sync per step ([ddp] and all processes skip together)
+                if t.on_nan == "skip" and self.dist.any(~finite):
                     self.optimizer.zero_grad(set_to_none=True)
                     self.carry = None  # the carried state may be what went wrong
                     skips.skipped(s.global_step)
                     skipped += 1
+                    count = 0  # a skipped batch trained nothing
                 else:
                     skips.ok()
-                    self.optimizer.step()
+                    self.precision.step(self.optimizer)
                     bad_step = torch.where((bad_step < 0) & ~finite, float(s.global_step), bad_step)
                     loss_sum += loss * count
                     count_sum += count
@@ -343,12 +372,13 @@ class Trainer:
                     if t.clip is not None:
                         clipped += (norm > t.clip).to(clipped.dtype)
                     epoch_steps += 1
-                    s.items += count if isinstance(count, (int, float)) else float(count)  # tensor counts sync
                 s.step_in_epoch = index + 1
                 s.global_step += 1
                 now = time.perf_counter()
                 s.train_seconds += now - step_t0
-                s.elapsed = elapsed0 + now - wall0
+                # [ddp] global items, one elapsed time and one stop decision for all processes
+                items, s.elapsed, stop = self.dist.agree(count, elapsed0 + now - wall0, self._stop_signal is not None)
+                s.items += items  # (one process: tensor counts sync here)
                 for callback in self.callbacks:
                     callback(self)
                 if self.reporter.live and now - last_refresh > 0.25:
@@ -356,16 +386,18 @@ class Trainer:
                     rate = (s.items - refresh_items) / max(now - refresh_time, 1e-9)
                     refresh_items, refresh_time, last_refresh = s.items, now, now
                     self.reporter.update(self.fraction_done(), self._status(mean, rate))
-                if self._stop_signal is not None:
+                if self.dist.stop_now(stop, self._stop_signal is not None):  # [ddp] only an agreed stop
                     stopped = True
                     break
                 if not self._budget_left():
                     break
-                if t.on_nan != "skip" and s.global_step % CHECK_EVERY == 0 and float(bad_step) >= 0:
+                if t.on_nan != "skip" and s.global_step % CHECK_EVERY == 0 and self.dist.any(bad_step >= 0):
                     break  # no point training on from a non-finite model
+            s.items += self.dist.flush()  # [ddp] tokens of steps not agreed on yet (CUDA)
+            reduced = self.dist.reduce_sums({"loss": loss_sum, "count": count_sum, "bad_step": bad_step})  # [ddp]
             partial_sums = {
-                "loss": float(loss_sum), "count": float(count_sum), "norm": float(norm_sum),
-                "clipped": float(clipped), "bad_step": float(bad_step), "skipped": skipped,
+                "loss": float(reduced["loss"]), "count": float(reduced["count"]), "norm": float(norm_sum),
+                "clipped": float(clipped), "bad_step": float(reduced["bad_step"]), "skipped": skipped,
             }
             bad = int(partial_sums["bad_step"])
             if bad < 0 and not all_finite(self.params):  # weights overflowed on a finite update
@@ -385,8 +417,8 @@ class Trainer:
             s.step_in_epoch = 0
             s.partial = {}
             self.carry = None
-            metrics = task.evaluate(self.model, self.device)
-            s.elapsed = elapsed0 + time.perf_counter() - wall0
+            metrics = self.dist.on_main(lambda: task.evaluate(self.model, self.device))  # [ddp] rank 0 evaluates
+            s.elapsed = self.dist.same_time(elapsed0 + time.perf_counter() - wall0)  # [ddp] the mean of the clocks
             row = self._metrics_row(partial_sums, epoch_steps, metrics)
             improved = self._track_best(metrics)
             self.run.append_metrics(row)
@@ -402,6 +434,8 @@ class Trainer:
         from seqtool.report import write_run_report
 
         summary = self.summary()
+        if not self.dist.is_main:  # [ddp] rank 0 reports
+            return summary
         extra, sections = self.task.report(self.model, self.device, self.run.path)
         summary.update(extra)
         write_run_report(self.run, summary, self.task.monitor, sections)
@@ -410,7 +444,7 @@ class Trainer:
     # ---- helpers -----------------------------------------------------------------------------
     def _backward(self, loss: torch.Tensor) -> None:
         """The one place a loss is backpropagated (tasks that cut their own graph call it per segment)."""
-        loss.backward()
+        self.precision.backward(loss)  # [gpu] outside autocast, scaled for fp16
 
     def _status(self, mean_loss: float, rate: float) -> str:
         ppl = f"  ppl {math.exp(min(mean_loss, 50)):.2f}" if self.task.loss_is_nll else ""
@@ -482,6 +516,8 @@ class Trainer:
             "wall_seconds": s.elapsed,
             f"{self.task.unit}_per_s": s.items / max(s.train_seconds, 1e-9),
             "device": describe(self.device),
+            "processes": self.dist.world,  # [ddp]
+            "precision": self.spec.train.precision,
             "peak_memory_mb": peak_memory_mb(self.device),
             "command": self.command,
             "versions": versions(),
@@ -490,8 +526,13 @@ class Trainer:
 
 def start_run(spec: RunSpec, *, reporter: Reporter | None = None, command: str = "", task: Task | None = None) -> Trainer:
     """A Trainer for a new run: prepares the task's data, then creates the run directory."""
+    dist = _join(spec)
     task = task or get_task_class(spec.task).from_spec(spec)
-    run = RunDir.create(spec.output.dir, spec.output.runs_root, _run_name(spec), overwrite=spec.output.overwrite)
+    # [ddp] rank 0 creates (and locks) the run directory; the others learn its path and never write to it
+    run = dist.on_main(lambda: RunDir.create(spec.output.dir, spec.output.runs_root, _run_name(spec), overwrite=spec.output.overwrite),
+                       share=lambda r: str(r.path))
+    if not dist.is_main:
+        run = distributed.replica_run_dir(run)
     try:
         return Trainer(spec, task, run, reporter=reporter, command=command)
     except BaseException:
@@ -502,16 +543,37 @@ def start_run(spec: RunSpec, *, reporter: Reporter | None = None, command: str =
 
 def resume_run(run_arg: str, overrides: dict, clear: set = frozenset(), *, reporter: Reporter | None = None, command: str = "", corpus: str | None = None) -> Trainer:
     """A Trainer that continues a run from its last checkpoint (budgets may be extended)."""
-    run = RunDir.open(run_arg)
+    dist, _ = distributed.setup(overrides.get("train.device") or "auto")
+
+    def open_run() -> tuple[RunDir, dict]:
+        run = RunDir.open(run_arg)
+        try:
+            return run, check_complete(load_checkpoint(run.checkpoint("last")), run.checkpoint("last"), training=True)
+        except BaseException:
+            run.release()
+            raise
+
+    # [ddp] rank 0 opens the run and reads the checkpoint; the others get both (no shared disk needed)
+    run, payload = dist.on_main(open_run, share=lambda opened: (str(opened[0].path), opened[1]))
+    if not dist.is_main:
+        run = distributed.replica_run_dir(run)
     try:
-        return _resume(run, overrides, clear, reporter=reporter, command=command, corpus=corpus)
+        return _resume(run, payload, overrides, clear, reporter=reporter, command=command, corpus=corpus)
     except BaseException:
         run.release()
         raise
 
 
-def _resume(run: RunDir, overrides: dict, clear: set, *, reporter, command: str, corpus: str | None) -> Trainer:
-    payload = check_complete(load_checkpoint(run.checkpoint("last")), run.checkpoint("last"), training=True)
+def _join(spec: RunSpec) -> distributed.Dist:
+    """[ddp] Join torchrun's process group (nothing to do in one process)."""
+    dist, _ = distributed.setup(spec.train.device)
+    dist.check_batch(spec.train.batch)
+    if dist.active and spec.data.corpus == "-":
+        raise UsageError("several processes cannot share standard input: save the corpus to a file and pass its path")
+    return dist
+
+
+def _resume(run: RunDir, payload: dict, overrides: dict, clear: set, *, reporter, command: str, corpus: str | None) -> Trainer:
     spec = from_dict(payload["spec"], source=str(run.checkpoint("last")))
     if spec.task != payload.get("task"):
         raise SeqtoolError(f"{run.checkpoint('last')} is damaged: it holds a {payload.get('task')!r} model but a {spec.task!r} spec")
@@ -525,6 +587,7 @@ def _resume(run: RunDir, overrides: dict, clear: set, *, reporter, command: str,
         spec.data.corpus = corpus
     if spec.data.corpus == "-" and corpus is None:
         raise UsageError("this run was trained from standard input; pass the same data again to resume it")
+    _join(spec)
     task = get_task_class(spec.task).from_spec(spec)
     if task.task_state() != payload["task_state"]:
         raise SeqtoolError("the data given to --resume does not match the run's data (vocabulary or preprocessing differ)")

@@ -53,6 +53,16 @@ class Task(ABC):
     def batches_per_epoch(self) -> int | None:
         return None
 
+    #: the dimension of a batch's tensors that indexes its rows (examples); DDP splits it
+    batch_dim: int = 0
+
+    def shard_batch(self, batch: Any, rank: int, world: int) -> Any:
+        """Process `rank`'s share of one global batch when training on `world` processes: by default
+        every tensor split along `batch_dim` into contiguous parts. Override for other layouts."""
+        from seqtool.distributed import shard_rows
+
+        return shard_rows(batch, rank, world, self.batch_dim)
+
     @abstractmethod
     def train_loss(self, model: nn.Module, batch: Any, state: Any, device: torch.device):
         """Mean loss of one batch -> (loss, count, state).

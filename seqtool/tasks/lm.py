@@ -72,6 +72,7 @@ class LanguageModelTask(Task):
     monitor_lower_is_better = True
     unit = "tokens"
     loss_is_nll = True
+    batch_dim = 1  # batches are time-major (steps, batch): a process takes a block of whole streams
 
     def __init__(self, spec, data: PreparedText | None, vocab: Vocab, counts: list[int]):
         super().__init__(spec)

@@ -1,0 +1,16 @@
+"""Run by tests/test_distributed.py under torchrun: train the spec given as JSON, with rank 1 alone
+asking to stop after global step STOP (as a Ctrl-C reaching one process would)."""
+
+import json
+import sys
+
+from seqtool.spec import from_dict
+from seqtool.train import Interrupted, start_run
+
+spec, stop = from_dict(json.loads(sys.argv[1])), int(sys.argv[2])
+trainer = start_run(spec)
+trainer.callbacks.append(lambda tr: tr.request_stop() if tr.dist.rank == 1 and tr.state.global_step == stop else None)
+try:
+    trainer.fit()
+except Interrupted:
+    sys.exit(130)
