@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_forecast.py
 	$(PY) bench/bench_stack.py
 	$(PY) bench/bench_translate.py
+	$(PY) bench/bench_speed.py
 
 stress: $(STAMP)
 	$(PY) bench/stress.py
