@@ -11,6 +11,8 @@ What stays the same whatever the number of processes:
   rows are contiguous streams, so each process carries its own hidden states and they stay valid;
   random sampling reshuffles every epoch exactly as one process would. DDP averages the gradients,
   so with equal shares a step is the one a single process takes on the whole batch (to rounding).
+  (Where rows hold different numbers of tokens, as in translation, that average of per-process
+  means is close to, not exactly, the mean over the whole batch.)
 - Only rank 0 writes: the run directory, checkpoints, metrics, reports and the progress display.
   The other ranks get a ReplicaRunDir whose writes do nothing.
 - Decisions are shared: after each step the processes agree, with one small all-reduce, on the
