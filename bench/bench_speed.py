@@ -102,7 +102,8 @@ def worker(args: argparse.Namespace) -> None:
     m = spec.model
     print(json.dumps({
         "tokens_per_s": (items1 - items0) / (t1 - t0), "steps": steps,
-        "cpu_share": (cpu1 - cpu0) / (wall1 - wall0) / torch.get_num_threads(),  # of its threads' cores, rank 0 "processes": trainer.dist.world,
+        "processes": trainer.dist.world,
+        "cpu_share": (cpu1 - cpu0) / (wall1 - wall0) / torch.get_num_threads(),  # of its threads' cores, rank 0
         "threads": torch.get_num_threads(), "vocab": len(trainer.task.vocab), "cell": m.cell, "embed": m.embed,
         "hidden": m.hidden, "layers": m.layers, "batch": spec.train.batch, "precision": spec.train.precision,
         "run": str(trainer.run.path),
@@ -141,6 +142,31 @@ def sampling_speed(run_dir: str, length: int = 10_000) -> float:
     t0 = time.perf_counter()
     r.task.generate(r.model, "", length, seed=0, device=r.device)
     return length / (time.perf_counter() - t0)
+
+
+def print_report(rows: dict, peaks: dict, sample: float, cores: int) -> None:
+    print(f"\nSpeed on this machine ({cores} cores); matmul peak (2048 x 2048 torch.mm): "
+          + ", ".join(f"{p:,.0f} GFLOP/s {d} at {t} thread{'s' * (t > 1)}" for (t, d), p in peaks.items()))
+    print("FLOPs per token are counted analytically (recurrent + output matmuls, training = 3 x forward)")
+    print(f"{'row':<44}{'tokens/s':>10}{'MFLOP/token':>13}{'GFLOP/s':>9}{'of peak':>9}")
+    for r in rows.values():
+        peak = peaks[(r["threads"], r["precision"])] * r["processes"]
+        print(f"{r['name']:<44}{r['tokens_per_s']:>10,.0f}{r['train_flops_per_token'] / 1e6:>13.2f}{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}")
+    print()
+    for key in ("h512_one", "h512"):
+        if key in rows:
+            r = rows[key]
+            print(f"fused GRU, hidden 512, training, {r['threads']} thread{'s' * (r['threads'] > 1)}: "
+                  f"{r['gflops'] / peaks[(r['threads'], 'fp32')]:.0%} of the measured fp32 matmul peak (target >= 50%)")
+    scaling = rows["ddp"]["tokens_per_s"] / rows["one"]["tokens_per_s"]
+    print(f"DDP scaling, 2 processes x 1 thread vs 1 x 1, same rows per process: {scaling:.2f}x (target >= 1.7x)")
+    share_one, share_ddp = rows["one"]["cpu_share"], rows["ddp"]["cpu_share"]
+    print(f"  CPU time each process got (rank 0): {share_one:.0%} of a core alone, {share_ddp:.0%} in DDP"
+          + (f"; with the cores as free as for the single process: ~{scaling * share_one / share_ddp:.2f}x" if share_ddp < 0.9 * share_one else ""))
+    if "compile" in rows:
+        print(f"--compile / eager, default spec, 1 thread: {rows['compile']['tokens_per_s'] / rows['one']['tokens_per_s']:.2f}x")
+    print(f"bf16 autocast / fp32, default spec, 1 thread: {rows['bf16']['tokens_per_s'] / rows['one']['tokens_per_s']:.2f}x")
+    print(f"sampling 10,000 characters (one sequence, in-process, 1 thread): {sample:,.0f} tokens/s")
 
 
 def main() -> None:
@@ -189,28 +215,7 @@ def main() -> None:
         sample = sampling_speed(rows["one"]["run"])
         peaks = {k: max(peaks[k], matmul_peak(k[0], DTYPES[k[1]])) for k in kinds}
 
-    print(f"\nSpeed on this machine ({cores} cores); matmul peak (2048 x 2048 torch.mm): "
-          + ", ".join(f"{p:,.0f} GFLOP/s {d} at {t} thread{'s' * (t > 1)}" for (t, d), p in peaks.items()))
-    print("FLOPs per token are counted analytically (recurrent + output matmuls, training = 3 x forward)")
-    print(f"{'row':<44}{'tokens/s':>10}{'MFLOP/token':>13}{'GFLOP/s':>9}{'of peak':>9}")
-    for r in rows.values():
-        peak = peaks[(r["threads"], r["precision"])] * r["processes"]
-        print(f"{r['name']:<44}{r['tokens_per_s']:>10,.0f}{r['train_flops_per_token'] / 1e6:>13.2f}{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}")
-    print()
-    for key in ("h512_one", "h512"):
-        if key in rows:
-            r = rows[key]
-            print(f"fused GRU, hidden 512, training, {r['threads']} thread{'s' * (r['threads'] > 1)}: "
-                  f"{r['gflops'] / peaks[(r['threads'], 'fp32')]:.0%} of the measured fp32 matmul peak (target >= 50%)")
-    scaling = rows["ddp"]["tokens_per_s"] / rows["one"]["tokens_per_s"]
-    print(f"DDP scaling, 2 processes x 1 thread vs 1 x 1, same rows per process: {scaling:.2f}x (target >= 1.7x)")
-    share_one, share_ddp = rows["one"]["cpu_share"], rows["ddp"]["cpu_share"]
-    print(f"  CPU time each process got (rank 0): {share_one:.0%} of a core alone, {share_ddp:.0%} in DDP"
-          + (f"; with the cores as free as for the single process: ~{scaling * share_one / share_ddp:.2f}x" if share_ddp < 0.9 * share_one else ""))
-    if "compile" in rows:
-        print(f"--compile / eager, default spec, 1 thread: {rows['compile']['tokens_per_s'] / rows['one']['tokens_per_s']:.2f}x")
-    print(f"bf16 autocast / fp32, default spec, 1 thread: {rows['bf16']['tokens_per_s'] / rows['one']['tokens_per_s']:.2f}x")
-    print(f"sampling 10,000 characters (one sequence, in-process, 1 thread): {sample:,.0f} tokens/s")
+    print_report(rows, peaks, sample, cores)
 
 
 if __name__ == "__main__":
