@@ -56,11 +56,6 @@ def env_rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 
 
-def is_main_process() -> bool:
-    """Rank 0, or a plain single process (known from torchrun's environment before any setup)."""
-    return env_rank() == 0
-
-
 # ---- sharding (pure functions, tested without processes) ---------------------------------------
 def _first_tensor(obj: Any) -> torch.Tensor | None:
     if isinstance(obj, torch.Tensor):

@@ -4,7 +4,6 @@ when quiet. Everything goes to stderr; stdout is for data."""
 from __future__ import annotations
 
 import sys
-import time
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -52,15 +51,3 @@ class Reporter:
             self._progress.stop()
             self._progress = None
 
-
-class Throughput:
-    """Items per second over a sliding window of updates (for the live bar)."""
-
-    def __init__(self):
-        self.t0, self.n0 = time.perf_counter(), 0
-
-    def rate(self, total: float) -> float:
-        now = time.perf_counter()
-        rate = (total - self.n0) / max(now - self.t0, 1e-9)
-        self.t0, self.n0 = now, total
-        return rate

@@ -18,7 +18,7 @@ from torch import nn
 
 from seqtool.errors import SeqtoolError, UsageError
 from seqtool.forecast_metrics import all_metrics, seasonal_naive_scale
-from seqtool.forecasting import eval_targets, k_step, min_history, naive, recursive, seasonal_naive
+from seqtool.forecasting import eval_targets, k_step, min_history, naive, one_step, recursive, seasonal_naive
 from seqtool.nn.forecaster import Forecaster, build_forecaster
 from seqtool.series import Series, Transform, check_series, future_times, monthly, parse_series, synthetic_sine
 from seqtool.tasks.base import Task
@@ -151,7 +151,7 @@ class ForecastTask(Task):
             count += pred.numel()
         x = self.series.values
         targets = list(range(max(self.n_train, min_history(model, self.transform)), len(x)))
-        one = k_step(model, x, targets, [1], self.transform)[1]
+        one = one_step(model, x, targets, self.transform)
         test_mse = float(((one - x[targets]) ** 2).mean())
         model.train(was_training)
         return {"fit_mse": total / max(count, 1), "test_mse": test_mse}
