@@ -372,24 +372,14 @@ def sample(
         err(f"warning: the prefix has tokens the model never saw ({', '.join(map(repr, unknown[:5]))}); they are read as <unk>")
     if prefix and not ids:
         err("warning: the prefix is empty after normalisation; starting from a random token")
-    stream = num == 1 and not as_json
-    vocab, level = r.task.vocab, r.task.level
-    if stream:
-        from seqtool.text import detokenize
+    if num == 1 and not as_json:  # stream the text as it is generated
 
-        shown = detokenize(vocab.decode(ids), level) if ids else ""
-        sys.stdout.write(shown.replace("\n", " "))
-        sep = "" if level == "char" else " "
-        started = [bool(shown)]
-
-        def on_step(token):
-            piece = vocab.itos[int(token[0])].replace("\n", " ")
-            sys.stdout.write((sep if started[0] else "") + piece)
-            started[0] = True
+        def write(piece: str) -> None:
+            sys.stdout.write(piece.replace("\n", " "))
             sys.stdout.flush()
 
-        r.task.generate(r.model, prefix, length, num=1, seed=seed, device=r.device, on_step=on_step,
-                                greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
+        r.task.generate(r.model, prefix, length, seed=seed, device=r.device, on_text=write,
+                        greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
         sys.stdout.write("\n")
         return
     texts = r.task.generate(r.model, prefix, length, num=num, seed=seed, device=r.device,

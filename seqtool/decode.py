@@ -63,6 +63,8 @@ def sample(
         if first_token_probs is None:
             raise ValueError("an empty prefix needs first_token_probs")
         first = torch.multinomial(first_token_probs.float().expand(num, -1), 1, generator=generator).view(1, num)
+        if on_step is not None:
+            on_step(first.view(-1))
         prefix_t = first.to(device)
     else:
         prefix_t = torch.tensor(list(prefix), dtype=torch.long, device=device)[:, None].expand(-1, num)

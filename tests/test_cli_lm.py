@@ -81,6 +81,18 @@ def test_sample_is_reproducible_and_starts_with_the_prefix(trained):
     assert streamed.code == 0 and len(streamed.out.rstrip("\n")) == 3 + 25
 
 
+@pytest.mark.parametrize("prefix", ["", "the time"])
+def test_streamed_sample_equals_the_generated_text(trained, prefix):
+    """`sample` with --num 1 streams token by token; the stream is exactly the text (first token too)."""
+    cli, run = trained
+    streamed = cli("sample", "--prefix", prefix, "--length", "30", "--seed", "4")
+    whole = cli("sample", "--prefix", prefix, "--length", "30", "--seed", "4", "--json")
+    assert streamed.code == 0 and whole.code == 0, streamed.err + whole.err
+    text = json.loads(whole.out)["text"]
+    assert streamed.out == text + "\n"
+    assert len(text) == len(prefix) + 30 + (0 if prefix else 1)  # an empty prefix starts from one drawn token
+
+
 def test_samples_pipe_into_eval_and_json_lines(trained):
     cli, run = trained
     sampled = cli("sample", "--num", "3", "--length", "60", "--seed", "0", "--json")

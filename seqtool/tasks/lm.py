@@ -187,8 +187,11 @@ class LanguageModelTask(Task):
         return self.vocab.encode(tokens), unknown
 
     def generate(self, model, prefix: str, length: int, *, num: int = 1, seed: int | None = None,
-                 device=torch.device("cpu"), on_step=None, **choice) -> list[str]:
-        """`num` texts that start with the (normalised) prefix and continue for `length` tokens."""
+                 device=torch.device("cpu"), on_text=None, **choice) -> list[str]:
+        """`num` texts that start with the (normalised) prefix and continue for `length` tokens.
+
+        With num=1, `on_text(piece)` receives the text as it is generated (prefix first), so a
+        caller can stream it; the pieces join to exactly the returned text."""
         from seqtool.decode import sample
         from seqtool.text import detokenize
 
@@ -198,6 +201,19 @@ class LanguageModelTask(Task):
         counts[0] = 0.0  # never start from <unk>
         if not float(counts.sum()) > 0:
             raise SeqtoolError("the model's vocabulary has no token besides <unk>: there is nothing to sample")
+        if on_text is None:
+            on_step = None
+        else:
+            if num != 1:
+                raise ValueError("streaming (on_text) generates one text at a time")
+            sep, started = ("" if self.level == "char" else " "), [bool(ids)]
+            if ids:
+                on_text(detokenize(self.vocab.decode(ids), self.level))
+
+            def on_step(token):
+                on_text((sep if started[0] else "") + self.vocab.itos[int(token[0])])
+                started[0] = True
+
         out = sample(model, ids, length, num=num, banned=[self.vocab.unk], first_token_probs=counts / counts.sum(),
                      generator=generator, device=device, on_step=on_step, **choice)
         return [detokenize(self.vocab.decode(ids + row if ids else row), self.level) for row in out]
