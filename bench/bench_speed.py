@@ -75,8 +75,8 @@ def matmul_peak(threads: int, dtype: torch.dtype = torch.float32, n: int = 2048,
 
 # ---- one row: train for a while, report steady-state tokens/s ------------------------------------
 def worker(args: argparse.Namespace) -> None:
-    from seqtool.spec import apply_overrides, load_spec
-    from seqtool.train import start_run
+    from seqtool.core.spec import apply_overrides, load_spec
+    from seqtool.core.trainer import start_run
 
     spec = load_spec(args.spec)
     overrides = {"train.max_seconds": args.seconds + WARMUP_ALLOWANCE, "train.threads": args.threads, "output.dir": args.out,
@@ -119,7 +119,7 @@ def run_row(name: str, seconds: float, out: Path, nproc: int = 1, **flags) -> di
             cmd += [f"--{key}", str(value)]
     env = {**os.environ, "OMP_NUM_THREADS": str(flags.get("threads") or os.cpu_count() or 1)}
     if nproc > 1:
-        launcher = [sys.executable, "-m", "seqtool.launch", "--standalone", f"--nproc-per-node={nproc}", "--no-python"]
+        launcher = [sys.executable, "-m", "seqtool.core.launch", "--standalone", f"--nproc-per-node={nproc}", "--no-python"]
         cmd = [*launcher, sys.executable, *cmd]
     else:
         cmd = [sys.executable, *cmd]
@@ -134,7 +134,7 @@ def run_row(name: str, seconds: float, out: Path, nproc: int = 1, **flags) -> di
 
 
 def sampling_speed(run_dir: str, length: int = 10_000) -> float:
-    from seqtool.restore import restore
+    from seqtool.core.restore import restore
 
     torch.set_num_threads(1)  # one sequence: matrix-vector products, too small to share out
     r = restore(run_dir, task="lm", device="cpu")

@@ -45,7 +45,7 @@ def decode_speed(run: Path, threads: int) -> dict:
     """Sentences/s of greedy and beam-5 decoding at batch 64 over the held-out sources."""
     import torch
 
-    from seqtool.restore import restore
+    from seqtool.core.restore import restore
 
     torch.set_num_threads(threads)
     r = restore(str(run), task="translate", device="cpu")
@@ -61,7 +61,7 @@ def decode_speed(run: Path, threads: int) -> dict:
 
 
 def examples(run: Path) -> list[tuple[str, str, float]]:
-    from seqtool.bleu import sentence_bleu
+    from seqtool.translate.bleu import sentence_bleu
 
     lines = seqtool("translate", "--checkpoint", str(run), "--tokenized", *[e for e, _ in EXAMPLES]).splitlines()
     return [(src, out, sentence_bleu(out.split(), ref.split(), k=2)) for (src, ref), out in zip(EXAMPLES, lines)]

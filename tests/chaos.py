@@ -28,7 +28,7 @@ def comparable(rows: list[dict]) -> list[dict]:
 
 def metric_rows(run: Path) -> list[dict]:
     """Complete rows of metrics.jsonl (a line cut short by a kill ends the list)."""
-    from seqtool.run import RunDir
+    from seqtool.core.run import RunDir
 
     return RunDir(run).read_metrics()
 
@@ -39,12 +39,12 @@ def warm_up() -> None:
     import torch
 
     import seqtool.cli  # noqa: F401
-    import seqtool.report
-    import seqtool.tasks.lm  # noqa: F401
-    import seqtool.train  # noqa: F401
+    import seqtool.core.report
+    import seqtool.lm.task  # noqa: F401
+    import seqtool.core.trainer  # noqa: F401
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    seqtool.report.pyplot()
+    seqtool.core.report.pyplot()
 
 
 def fork_cli(args: list[str], cwd: Path, log: Path, stdout: int | None = None, close: tuple[int, ...] = ()) -> int:
@@ -123,7 +123,7 @@ class ChildEnded(Exception):
 
 def check_consistent(run: Path) -> dict:
     """What a resume would load must be a whole, self-consistent checkpoint; returns its progress."""
-    from seqtool.run import load_checkpoint
+    from seqtool.core.run import load_checkpoint
 
     payload = load_checkpoint(run / "checkpoints" / "last.pt", task="lm")
     progress = payload["progress"]

@@ -4,8 +4,8 @@ asking to stop after global step STOP (as a Ctrl-C reaching one process would)."
 import json
 import sys
 
-from seqtool.spec import from_dict
-from seqtool.train import Interrupted, start_run
+from seqtool.core.spec import from_dict
+from seqtool.core.trainer import Interrupted, start_run
 
 spec, stop = from_dict(json.loads(sys.argv[1])), int(sys.argv[2])
 trainer = start_run(spec)

@@ -7,8 +7,8 @@ every element came from, and a random-valued stream checks the values against th
 import pytest
 import torch
 
-import seqtool.batching as batching
-from seqtool.batching import make_batches, num_batches
+import seqtool.data.batching as batching
+from seqtool.data.batching import make_batches, num_batches
 
 SAMPLINGS = ("sequential", "random")
 SHAPES = [(200, 4, 7), (1000, 8, 16), (97, 3, 5), (64, 1, 1)]  # (tokens, batch, steps)

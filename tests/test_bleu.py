@@ -3,7 +3,7 @@ import math
 import pytest
 import sacrebleu
 
-from seqtool.bleu import corpus_scores, sentence_bleu
+from seqtool.translate.bleu import corpus_scores, sentence_bleu
 
 
 def test_corpus_bleu_matches_sacrebleu_with_a_varying_number_of_references():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seqtool.run import save_checkpoint
+from seqtool.core.run import save_checkpoint
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]

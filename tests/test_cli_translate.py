@@ -14,8 +14,8 @@ import sacrebleu
 import yaml
 
 from seqtool.cli import main
-from seqtool.corpora import locate
-from seqtool.pairs import detokenize
+from seqtool.data.corpora import locate
+from seqtool.translate.pairs import detokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--embed", "16", "--hidden", "32", "--layers", "1", "--dropout", "0", "--batch", "32", "--steps", "8",

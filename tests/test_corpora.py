@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import seqtool.corpora as corpora
-from seqtool.corpora import CatalogEntry, decode_text, download, load_catalog, locate, read_bytes, read_text, resolve_corpus
-from seqtool.errors import SeqtoolError
+import seqtool.data.corpora as corpora
+from seqtool.data.corpora import CatalogEntry, decode_text, download, load_catalog, locate, read_bytes, read_text, resolve_corpus
+from seqtool.core.errors import SeqtoolError
 
 CONTENT = b"the time traveller (for so it will be convenient to speak of him)\n"
 NAME = "tiny"

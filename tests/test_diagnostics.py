@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from seqtool.diagnostics import (
+from seqtool.lm.diagnostics import (
     GradFlow,
     format_grad_flow_table,
     grad_flow,

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqtool.batching import random_batches, sequential_batches
-from seqtool.distributed import Dist, shard_rows, shard_state, strip_nproc
-from seqtool.restore import restore
-from seqtool.run import load_checkpoint
+from seqtool.data.batching import random_batches, sequential_batches
+from seqtool.core.distributed import Dist, shard_rows, shard_state, strip_nproc
+from seqtool.core.restore import restore
+from seqtool.core.run import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # a tiny, dropout-free model, so two processes and one must compute the same thing
@@ -145,8 +145,8 @@ def test_interrupted_ddp_run_resumes_mid_epoch_on_one_process_as_if_never_split(
     """Sequential streams with carried states: 2 processes stop mid-epoch when one of them asks (at
     the next agreed step), save the whole batch's state, and one process finishes the run. The
     weights equal one process training straight through."""
-    from seqtool.spec import from_dict
-    from seqtool.train import resume_run, start_run
+    from seqtool.core.spec import from_dict
+    from seqtool.core.trainer import resume_run, start_run
 
     raw = {"data": {"corpus": str(corpus), "steps": 12},
            "model": {"embed": 8, "hidden": 24, "layers": 2, "dropout": 0.0},
@@ -156,7 +156,7 @@ def test_interrupted_ddp_run_resumes_mid_epoch_on_one_process_as_if_never_split(
     per_epoch = straight.state.global_step // 2
     stop = per_epoch + 2  # in the second epoch
     ddp = _torchrun(str(ROOT / "tests" / "ddp_driver.py"), json.dumps({**raw, "output": {"dir": str(tmp_path / "ddp")}}), str(stop),
-                   cwd=tmp_path, launcher="seqtool.launch")  # torchrun, with the workers' exit code
+                   cwd=tmp_path, launcher="seqtool.core.launch")  # torchrun, with the workers' exit code
     assert ddp.returncode == 130, ddp.stderr
     saved = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
     assert saved["progress"]["global_step"] == stop + 1  # rank 1's request, agreed after the next step
@@ -209,7 +209,7 @@ def test_nproc_refuses_what_cannot_work(cli, corpus):
 # ---- precision and compile on the CPU ----------------------------------------------------------
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_follows_fp32_closely_and_keeps_fp32_weights(cli, corpus, tmp_path, precision):
-    from seqtool.accel import Precision
+    from seqtool.core.accel import Precision
 
     losses = {}
     for name in ("fp32", precision):
@@ -238,7 +238,7 @@ def test_compile_trains_and_saves_the_plain_model(cli, corpus, tmp_path, monkeyp
 
 
 def test_compile_unavailable_is_a_warning_not_a_failure(monkeypatch, capsys):
-    from seqtool import accel
+    from seqtool.core import accel
 
     monkeypatch.setattr(accel, "compile_unavailable", lambda device, backend: "no C++ compiler found")
     model = torch.nn.Linear(2, 2)
@@ -256,7 +256,7 @@ def test_launcher_turns_worker_failures_into_an_exit_code_and_at_most_one_line(m
     import torch.distributed.run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-    from seqtool import launch
+    from seqtool.core import launch
 
     def fail(args):
         raise ChildFailedError("seqtool", {r: ProcessFailure(r, 100 + r, c, "<none>") for r, c in codes.items()})

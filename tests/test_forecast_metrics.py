@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from seqtool.forecast_metrics import all_metrics, mae, mase, mse, seasonal_naive_scale, smape
+from seqtool.forecast.metrics import all_metrics, mae, mase, mse, seasonal_naive_scale, smape
 
 
 def test_point_errors_against_hand_computed_values():

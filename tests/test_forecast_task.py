@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from seqtool.errors import SeqtoolError, UsageError
+from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.nn.forecaster import ARForecaster
-from seqtool.spec import apply_overrides, spec_defaults
-from seqtool.tasks.forecast import ForecastTask
+from seqtool.core.spec import apply_overrides, spec_defaults
+from seqtool.forecast.task import ForecastTask
 
 
 def make_spec(corpus=None, cell=None, **overrides):
@@ -121,7 +121,7 @@ def test_report_numbers_match_a_hand_built_model(csv_file):
 
 
 def test_spec_files_pick_forecast_defaults_by_task_and_model():
-    from seqtool.spec import from_dict
+    from seqtool.core.spec import from_dict
 
     assert from_dict({"task": "forecast"}).model.cell == "mlp"
     gru = from_dict({"task": "forecast", "model": {"cell": "gru"}, "forecast": {"k": [1, 2]}})

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqtool.forecasting import eval_targets, forecast_from, k_step, naive, one_step, recursive, seasonal_naive
+from seqtool.forecast.predict import eval_targets, forecast_from, k_step, naive, one_step, recursive, seasonal_naive
 from seqtool.nn.forecaster import ARForecaster, LatentForecaster, build_forecaster
 from seqtool.nn.stack import RecurrentStack
 
@@ -130,7 +130,7 @@ def test_segment_predictions_roll_out_the_last_horizon_positions():
 
 
 def test_k_step_on_differences_integrates_back_to_levels():
-    from seqtool.series import Scaler, Transform
+    from seqtool.forecast.series import Scaler, Transform
 
     x = torch.tensor([1.0, 2.0, 4.0, 7.0, 11.0, 16.0, 22.0, 29.0], dtype=torch.float64)  # differences 1 2 3 4 5 6 7
     tr = Transform(Scaler(0.0, 1.0), lag=1)

@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqtool.decode import filter_logits, sample
-from seqtool.errors import SeqtoolError, UsageError
-from seqtool.evaluation import evaluate_lm
+from seqtool.lm.sampling import filter_logits, sample
+from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.lm.evaluate import evaluate_lm
 from seqtool.nn.lm import RNNLM
-from seqtool.restore import restore
-from seqtool.spec import from_dict
-from seqtool.tasks.lm import LanguageModelTask, perplexity_report, token_surprisals
-from seqtool.train import start_run
+from seqtool.core.restore import restore
+from seqtool.core.spec import from_dict
+from seqtool.lm.task import LanguageModelTask, perplexity_report, token_surprisals
+from seqtool.core.trainer import start_run
 
 TEXT = "the quick brown fox jumps over the lazy dog. "
 CPU = torch.device("cpu")
@@ -105,7 +105,7 @@ def test_a_language_model_refuses_bidirectional_and_no_held_out_split(tmp_path):
 
 @pytest.mark.parametrize("sampling", ["sequential", "random"])
 def test_the_smallest_accepted_corpus_gives_a_batch_at_every_offset(tmp_path, sampling, monkeypatch):
-    import seqtool.batching as batching
+    import seqtool.data.batching as batching
 
     # batch 2 x steps 4 + 4 = 12 training tokens needed; val_fraction 0.2 of 15 chars keeps 3
     fields = dict(data={"steps": 4, "val_fraction": 0.2, "clean": "none", "sampling": sampling}, train={"batch": 2})

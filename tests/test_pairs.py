@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from seqtool.errors import SeqtoolError
-from seqtool.pairs import (
+from seqtool.core.errors import SeqtoolError
+from seqtool.translate.pairs import (
     BOS_ID,
     EOS_ID,
     PAD_ID,

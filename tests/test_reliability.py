@@ -16,10 +16,10 @@ import pytest
 import torch
 import yaml
 
-from seqtool.run import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
-from seqtool.spec import RunSpec
-from seqtool.tasks.lm import LanguageModelTask
-from seqtool.train import start_run
+from seqtool.core.run import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
+from seqtool.core.spec import RunSpec
+from seqtool.lm.task import LanguageModelTask
+from seqtool.core.trainer import start_run
 from tests import chaos
 from tests.conftest import TINY
 
@@ -140,7 +140,7 @@ def test_sigint_exits_130_with_the_resume_command_and_resuming_matches(workdir, 
 
 
 def test_sigterm_saves_exits_143_and_resumes_exactly(cli, corpus, reference, monkeypatch, tmp_path):
-    from seqtool.train import Trainer
+    from seqtool.core.trainer import Trainer
 
     original = Trainer.fit
 
@@ -159,7 +159,7 @@ def test_sigterm_saves_exits_143_and_resumes_exactly(cli, corpus, reference, mon
 
 
 def test_second_ctrl_c_aborts_at_once_and_keeps_the_checkpoint(cli, corpus, monkeypatch, tmp_path):
-    from seqtool.train import Trainer
+    from seqtool.core.trainer import Trainer
 
     original = Trainer.fit
 
@@ -182,7 +182,7 @@ def test_second_ctrl_c_aborts_at_once_and_keeps_the_checkpoint(cli, corpus, monk
 
 
 def test_interrupt_in_the_middle_of_a_checkpoint_write_keeps_the_previous_one(cli, tiny_text, monkeypatch, tmp_path):
-    import seqtool.run
+    import seqtool.core.run
 
     real_replace, writes = os.replace, itertools.count()
 
@@ -191,7 +191,7 @@ def test_interrupt_in_the_middle_of_a_checkpoint_write_keeps_the_previous_one(cl
             raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    monkeypatch.setattr(seqtool.run.os, "replace", replace)
+    monkeypatch.setattr(seqtool.core.run.os, "replace", replace)
     result = cli("train", tiny_text, *TINY, "--epochs", "3", "--out", tmp_path / "run")
     assert "resume with: seqtool train --resume" in one_error_line(result, 130)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["epoch"] == 1
@@ -307,7 +307,7 @@ def test_unwritable_output_is_refused_before_training(cli, tiny_text, tmp_path, 
 
     monkeypatch.setattr(pathlib.Path, "write_bytes", read_only)
     started = []
-    monkeypatch.setattr("seqtool.train.Trainer.fit", lambda self: started.append(1))
+    monkeypatch.setattr("seqtool.core.trainer.Trainer.fit", lambda self: started.append(1))
     line = one_error_line(cli("train", tiny_text, *TINY, "--out", tmp_path / "ro"), 1)
     assert "Read-only file system" in line and not started
 
@@ -486,7 +486,7 @@ def test_a_reader_that_goes_away_is_not_an_error(cli, tiny_text, tmp_path):
 
 
 def test_forecast_takes_the_same_nan_policy(cli, monkeypatch):
-    from seqtool.tasks.forecast import ForecastTask
+    from seqtool.forecast.task import ForecastTask
 
     original, calls = ForecastTask.train_loss, {}
 

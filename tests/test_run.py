@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import seqtool.run as run_module
-from seqtool.dataset import prepare_text
-from seqtool.errors import SeqtoolError, UsageError
-from seqtool.restore import restore
-from seqtool.run import (
+import seqtool.core.run as run_module
+from seqtool.data.dataset import prepare_text
+from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.core.restore import restore
+from seqtool.core.run import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     RunDir,
@@ -24,8 +24,8 @@ from seqtool.run import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from seqtool.spec import from_dict
-from seqtool.train import Interrupted, resume_run, start_run
+from seqtool.core.spec import from_dict
+from seqtool.core.trainer import Interrupted, resume_run, start_run
 
 TEXT = "the quick brown fox jumps over the lazy dog. "
 TIMING = {"elapsed", "tokens_per_s"}

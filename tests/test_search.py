@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from seqtool.search import beam_search, greedy
+from seqtool.translate.search import beam_search, greedy
 
 BOS, EOS, A, B = 2, 3, 4, 5
 VOCAB = 6

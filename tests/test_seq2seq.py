@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from seqtool.nn.seq2seq import Seq2Seq, masked_cross_entropy
-from seqtool.pairs import BOS_ID, EOS_ID, PAD_ID, decoder_input
-from seqtool.search import beam_search, greedy
+from seqtool.translate.pairs import BOS_ID, EOS_ID, PAD_ID, decoder_input
+from seqtool.translate.search import beam_search, greedy
 
 
 def _batch(n=5, steps=7, vocab=12, seed=0):

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from seqtool.errors import SeqtoolError, UsageError
-from seqtool.series import Scaler, Transform, check_series, fill_missing, future_times, monthly, parse_series, synthetic_sine, windows
+from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.forecast.series import Scaler, Transform, check_series, fill_missing, future_times, monthly, parse_series, synthetic_sine, windows
 
 AIRLINE_HEAD = '"Month","Passengers"\r\n"1949-01",112\r\n"1949-02",118\r\n"1949-03",132\r\n"1949-04",129'
 

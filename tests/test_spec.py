@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from seqtool.errors import UsageError
-from seqtool.spec import (DataSpec, ForecastSpec, ModelSpec, OutputSpec, RunSpec, TrainSpec, TranslateSpec, apply_overrides,
+from seqtool.core.errors import UsageError
+from seqtool.core.spec import (DataSpec, ForecastSpec, ModelSpec, OutputSpec, RunSpec, TrainSpec, TranslateSpec, apply_overrides,
                           from_dict, load_spec)
 
 REPO = Path(__file__).resolve().parents[1]

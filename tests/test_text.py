@@ -5,9 +5,9 @@ from collections import Counter
 import pytest
 import torch
 
-from seqtool.dataset import load_corpus, ngram_table, prepare_text
-from seqtool.errors import SeqtoolError
-from seqtool.text import BOS, EOS, PAD, UNK, Vocab, detokenize, ngram_counts, normalize, tokenize
+from seqtool.data.dataset import load_corpus, ngram_table, prepare_text
+from seqtool.core.errors import SeqtoolError
+from seqtool.data.text import BOS, EOS, PAD, UNK, Vocab, detokenize, ngram_counts, normalize, tokenize
 
 TRICKY = "  The Time-Machine, by H.G. Wells (1895)!\n\n\u00c9tait\tl\u00e0  "
 

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from seqtool.errors import UsageError
-from seqtool.pairs import EOS_ID, normalize_sentence
-from seqtool.spec import RunSpec, apply_overrides, from_dict, load_spec
-from seqtool.tasks.translate import TranslationTask, looks_like_pairs
+from seqtool.core.errors import UsageError
+from seqtool.translate.pairs import EOS_ID, normalize_sentence
+from seqtool.core.spec import RunSpec, apply_overrides, from_dict, load_spec
+from seqtool.translate.task import TranslationTask, looks_like_pairs
 
 PAIRS = "".join(f"{en}\t{fr}\tCC-BY\n" for en, fr in [
     ("Go.", "Va !"), ("Go.", "Marche."), ("Hi.", "Salut !"), ("Run!", "Cours !"), ("Run!", "Courez !"),

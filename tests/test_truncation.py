@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from seqtool.nn.stack import RecurrentStack
-from seqtool.truncation import (
+from seqtool.lm.truncation import (
     draw_cuts,
     fixed_segments,
     keep_probability,
@@ -158,8 +158,8 @@ def test_trainer_full_truncation_takes_the_exact_full_sequence_gradient(tmp_path
 
     import torch.nn.functional as F
 
-    from seqtool.spec import from_dict
-    from seqtool.train import start_run
+    from seqtool.core.spec import from_dict
+    from seqtool.core.trainer import start_run
 
     corpus = tmp_path / "c.txt"
     corpus.write_text("abcde fghij klmno " * 30)
@@ -185,9 +185,9 @@ def test_trainer_full_truncation_takes_the_exact_full_sequence_gradient(tmp_path
 def test_random_truncation_needs_sequential_sampling(tmp_path):
     import pytest as _pytest
 
-    from seqtool.errors import UsageError
-    from seqtool.spec import from_dict
-    from seqtool.tasks.lm import LanguageModelTask
+    from seqtool.core.errors import UsageError
+    from seqtool.core.spec import from_dict
+    from seqtool.lm.task import LanguageModelTask
 
     spec = from_dict({"data": {"corpus": "x", "sampling": "random"}, "train": {"truncation": "random"}})
     with _pytest.raises(UsageError, match="needs --sampling sequential"):

@@ -82,7 +82,7 @@ def run_layer(
 
     Returns (output (steps, batch, H), final state, per-step hidden states in time order). The
     per-step states are the very tensors the next step reads, so gradients taken with respect to
-    them measure how far back the gradient reaches (see seqtool.diagnostics).
+    them measure how far back the gradient reaches (see seqtool.lm.diagnostics).
     """
     if cell not in GATES:
         raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(GATES)}")

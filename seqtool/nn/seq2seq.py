@@ -12,7 +12,7 @@ Decoder, two designs:
                         with padded source positions masked out; the output layer reads the
                         context too (Bahdanau's readout), not only the decoder state.
 
-Search (seqtool.search) drives the decoder through `start` and `step`; training uses `forward`
+Search (seqtool.translate.search) drives the decoder through `start` and `step`; training uses `forward`
 (teacher forcing), which computes exactly what repeated `step` calls would.
 """
 

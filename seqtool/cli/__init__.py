@@ -20,7 +20,7 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # older typer depends on click itself
     from click.exceptions import ClickException
 
-from seqtool.errors import SeqtoolError, UsageError
+from seqtool.core.errors import SeqtoolError, UsageError
 
 app = typer.Typer(
     name="seqtool",
@@ -42,7 +42,7 @@ def command_line() -> str:
 
 def _rank() -> int:
     """This process's rank under torchrun (0 otherwise); only rank 0 talks to the user."""
-    from seqtool.distributed import env_rank
+    from seqtool.core.distributed import env_rank
 
     return env_rank()
 
@@ -82,7 +82,7 @@ def resumable(trainer):
     try:
         yield
     except KeyboardInterrupt:
-        from seqtool.train import Interrupted
+        from seqtool.core.trainer import Interrupted
 
         raise Interrupted(f"interrupted; the last checkpoint is intact; resume with: seqtool train --resume {trainer.run.path}",
                           exit_code=130) from None
@@ -122,7 +122,7 @@ def split_flags(flags: dict, table: dict = TRAIN_FLAGS) -> tuple[dict, set]:
 
 def build_spec(spec_path: Optional[Path], corpus: Optional[str], flags: dict, table: dict = TRAIN_FLAGS):
     """Defaults (of the task and model the flags or the spec name) < spec file < flags."""
-    from seqtool.spec import apply_overrides, clear_fields, load_spec, spec_defaults
+    from seqtool.core.spec import apply_overrides, clear_fields, load_spec, spec_defaults
 
     overrides, clear = split_flags(flags, table)
     task, cell = overrides.get("task"), overrides.get("model.cell")
@@ -150,10 +150,10 @@ def preprocess(
     encoding_errors: str = typer.Option("strict", help="strict | replace | ignore"),
 ):
     """Tokenise a corpus, build its vocabulary, print statistics (tokens, types, top n-grams)."""
-    from seqtool.corpora import read_text
-    from seqtool.dataset import ngram_table, prepare_text
-    from seqtool.spec import _choice
-    from seqtool.text import BOS, EOS, PAD
+    from seqtool.data.corpora import read_text
+    from seqtool.data.dataset import ngram_table, prepare_text
+    from seqtool.core.spec import _choice
+    from seqtool.data.text import BOS, EOS, PAD
 
     _choice("--level", level, ("char", "word"))
     _choice("--clean", clean, ("letters", "lower", "none"))
@@ -176,7 +176,7 @@ def preprocess(
         data.save(out)
         stats["out"] = out
     if plot:
-        from seqtool.report import zipf_plot
+        from seqtool.core.report import zipf_plot
 
         zipf_plot(tokens, Path(plot), level)
         stats["plot"] = plot
@@ -258,8 +258,8 @@ def train(
     quiet: bool = QuietOpt,
 ):
     """Train a model; writes a run directory (checkpoints, metrics.jsonl, report.{json,md,png})."""
-    from seqtool.progress import Reporter
-    from seqtool.train import resume_run, start_run
+    from seqtool.core.progress import Reporter
+    from seqtool.core.trainer import resume_run, start_run
 
     flags = {k: v for k, v in locals().items() if k in TRAIN_FLAGS}
     if src is not None:
@@ -298,9 +298,9 @@ def train(
 
 def _launch(nproc: int, spec_path: Optional[Path], corpus: Optional[str], flags: dict, resume: Optional[str]) -> int:
     """`train --nproc N`: check what can be checked here, then run the same command under torchrun."""
-    from seqtool.device import pick_device
-    from seqtool.distributed import env_world_size, launch, strip_nproc
-    from seqtool.run import RunDir
+    from seqtool.core.device import pick_device
+    from seqtool.core.distributed import env_world_size, launch, strip_nproc
+    from seqtool.core.run import RunDir
 
     if nproc < 1:
         raise UsageError("--nproc must be >= 1")
@@ -331,7 +331,7 @@ def _spec_names_task(spec_path: Optional[Path]) -> bool:
 
 
 def _looks_like_translation(spec) -> bool:
-    from seqtool.tasks.translate import looks_like_pairs
+    from seqtool.translate.task import looks_like_pairs
 
     return spec.translate.target is not None or looks_like_pairs(spec.data.corpus)
 
@@ -352,7 +352,7 @@ def sample(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ):
     """Generate text from a language model, one sample per line on stdout."""
-    from seqtool.restore import restore
+    from seqtool.core.restore import restore
 
     if length < 0 or num < 1:
         raise UsageError("--length must be >= 0 and --num >= 1")
@@ -407,8 +407,8 @@ def translate_command(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ):
     """Translate sentences with a trained translation run: one output line per input line."""
-    from seqtool.restore import restore
-    from seqtool.translation import decoding_for, translate_records
+    from seqtool.core.restore import restore
+    from seqtool.translate.translator import decoding_for, translate_records
 
     if attention_out and not as_json:
         raise UsageError("--attention-out adds the weights to the JSON output: use it with --json")
@@ -463,8 +463,8 @@ def evaluate(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="translate: write eval.json and eval.md into this directory."),
 ):
     """Perplexity of a language model on a text; BLEU and chrF of a translation model on pairs."""
-    from seqtool.evaluation import evaluate_lm
-    from seqtool.restore import checkpoint_task
+    from seqtool.lm.evaluate import evaluate_lm
+    from seqtool.core.restore import checkpoint_task
 
     if grad_flow:
         _eval_grad_flow([checkpoint] + grad_flow if checkpoint else grad_flow, data, flow_steps, flow_batch, flow_plot, as_json, device)
@@ -497,7 +497,7 @@ def evaluate(
 
 
 def _eval_grad_flow(checkpoints: list[str], data: Optional[str], steps: int, batch: int, plot: str, as_json: bool, device: str) -> None:
-    from seqtool.diagnostics import checkpoint_grad_flow, format_grad_flow_table, format_singular_values, plot_grad_flow
+    from seqtool.lm.diagnostics import checkpoint_grad_flow, format_grad_flow_table, format_singular_values, plot_grad_flow
 
     if steps < 1 or batch < 1:
         raise UsageError("--flow-steps and --flow-batch must be at least 1")
@@ -518,9 +518,9 @@ def _eval_grad_flow(checkpoints: list[str], data: Optional[str], steps: int, bat
 
 
 def _evaluate_translation(checkpoint, data, tgt, beam, length_penalty, max_len, sentence_bleu, out, as_json, device):
-    from seqtool.restore import restore
-    from seqtool.run import atomic_write_text
-    from seqtool.translation import decoding_for, evaluate_translation, markdown_report
+    from seqtool.core.restore import restore
+    from seqtool.core.run import atomic_write_text
+    from seqtool.translate.translator import decoding_for, evaluate_translation, markdown_report
 
     r = restore(None if checkpoint == "latest" else checkpoint, task="translate", device=device)
     result = evaluate_translation(r, data, tgt, decoding_for(r, beam, length_penalty, 1, max_len), sentence_bleu=sentence_bleu)
@@ -604,10 +604,10 @@ def forecast(
 ):
     """Train a forecaster on a numeric series; report one-step, multi-step and k-step errors against
     naive baselines (stdout: the metrics table, or with --horizon the forecast as CSV)."""
-    from seqtool.forecast_report import horizon_csv, text_table
-    from seqtool.progress import Reporter
-    from seqtool.tasks.forecast import ForecastTask
-    from seqtool.train import start_run
+    from seqtool.forecast.report import horizon_csv, text_table
+    from seqtool.core.progress import Reporter
+    from seqtool.forecast.task import ForecastTask
+    from seqtool.core.trainer import start_run
 
     flags = {name: value for name, value in locals().items() if name in FORECAST_FLAGS}
     flags["task"] = "forecast"
@@ -689,7 +689,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if debug:
             raise
-        from seqtool.faults import resource_error
+        from seqtool.core.faults import resource_error
 
         clear = resource_error(exc, f"in '{_COMMAND_LINE[0] if _COMMAND_LINE else 'seqtool'}'")
         if clear is not None:

@@ -15,8 +15,8 @@ from typing import Iterable, Sequence
 
 import torch
 
-from seqtool.errors import SeqtoolError
-from seqtool.text import BOS, EOS, PAD, UNK, Vocab
+from seqtool.core.errors import SeqtoolError
+from seqtool.data.text import BOS, EOS, PAD, UNK, Vocab
 
 #: fixed indices of the specials in every translation vocabulary
 SPECIALS = (UNK, PAD, BOS, EOS)

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from seqtool.errors import UsageError
+from seqtool.core.errors import UsageError
 
 TASKS = ("lm", "translate", "forecast")
 

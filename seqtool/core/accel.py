@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
-from seqtool.errors import UsageError
+from seqtool.core.errors import UsageError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -27,7 +27,7 @@ try:
 except ImportError:  # not POSIX: no run-directory lock
     fcntl = None
 
-from seqtool.errors import SeqtoolError, UsageError
+from seqtool.core.errors import SeqtoolError, UsageError
 
 CHECKPOINT_FORMAT = "seqtool-checkpoint"
 CHECKPOINT_VERSION = 1

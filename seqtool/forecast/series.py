@@ -17,7 +17,7 @@ from datetime import date, timedelta
 
 import torch
 
-from seqtool.errors import SeqtoolError, UsageError
+from seqtool.core.errors import SeqtoolError, UsageError
 
 FILLS = ("none", "ffill", "interpolate")
 SYNTHETIC = ("sine",)

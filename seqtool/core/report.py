@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from seqtool.run import RunDir, atomic_write_bytes
+from seqtool.core.run import RunDir, atomic_write_bytes
 
 
 def _fmt(value) -> str:
@@ -100,7 +100,7 @@ def write_run_report(run: RunDir, summary: dict, monitor: str, sections: list[st
 
 def zipf_plot(tokens: list[str], path: Path, level: str) -> None:
     """log rank vs log frequency for unigrams, bigrams and trigrams (Zipf's law)."""
-    from seqtool.text import ngram_counts
+    from seqtool.data.text import ngram_counts
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -10,12 +10,12 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from seqtool import pairs as P
-from seqtool.errors import SeqtoolError, UsageError
+from seqtool.translate import pairs as P
+from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.nn.seq2seq import Seq2Seq, masked_cross_entropy
-from seqtool.search import Hypothesis, beam_search, greedy
-from seqtool.tasks.base import Task
-from seqtool.text import Vocab
+from seqtool.translate.search import Hypothesis, beam_search, greedy
+from seqtool.core.task import Task
+from seqtool.data.text import Vocab
 
 
 @dataclass
@@ -38,7 +38,7 @@ def looks_like_pairs(corpus: str | None) -> bool:
     """True when the first non-blank lines of a corpus file all contain a tab (stdin is not peeked)."""
     if not corpus or corpus == "-":
         return False
-    from seqtool.corpora import resolve_corpus
+    from seqtool.data.corpora import resolve_corpus
 
     path = resolve_corpus(corpus)
     try:
@@ -55,7 +55,7 @@ def looks_like_pairs(corpus: str | None) -> bool:
 
 def read_pairs(corpus: str | None, target: str | None, encoding: str = "utf-8", errors: str = "strict") -> list[P.Pair]:
     """Pairs from one tab-separated corpus, or from two aligned files (corpus = source side)."""
-    from seqtool.corpora import read_text
+    from seqtool.data.corpora import read_text
 
     if not corpus:
         raise UsageError("no corpus given: pass PAIRS (a tab-separated file, '-' or a catalog name such as fra-eng) or --src/--tgt")
@@ -152,7 +152,7 @@ class TranslationTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, device) -> dict[str, float]:
-        from seqtool.bleu import corpus_scores
+        from seqtool.translate.bleu import corpus_scores
 
         was_training = model.training
         model.eval()

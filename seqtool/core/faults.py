@@ -17,7 +17,7 @@ from typing import Iterable
 
 import torch
 
-from seqtool.errors import SeqtoolError
+from seqtool.core.errors import SeqtoolError
 
 #: stop/rollback look at the on-device "first bad step" every this many steps (one host sync)
 CHECK_EVERY = 32

@@ -25,17 +25,17 @@ import torch
 from torch import nn
 
 import seqtool
-from seqtool import distributed
-from seqtool.accel import Precision, fused_optimizers, maybe_compile, pinned
-from seqtool.device import describe
-from seqtool.errors import SeqtoolError, UsageError
-from seqtool.faults import CHECK_EVERY, MAX_ROLLBACKS, SkipGuard, all_finite, nonfinite_error, resource_error, rollback_limit_error
+from seqtool.core import distributed
+from seqtool.core.accel import Precision, fused_optimizers, maybe_compile, pinned
+from seqtool.core.device import describe
+from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.core.faults import CHECK_EVERY, MAX_ROLLBACKS, SkipGuard, all_finite, nonfinite_error, resource_error, rollback_limit_error
 from seqtool.nn.stack import detach_state
-from seqtool.progress import Reporter
-from seqtool.run import RunDir, check_complete, load_checkpoint, save_checkpoint
-from seqtool.spec import RunSpec, apply_overrides, clear_fields, from_dict
-from seqtool.tasks import get_task_class
-from seqtool.tasks.base import Task
+from seqtool.core.progress import Reporter
+from seqtool.core.run import RunDir, check_complete, load_checkpoint, save_checkpoint
+from seqtool.core.spec import RunSpec, apply_overrides, clear_fields, from_dict
+from seqtool.core.task import get_task_class
+from seqtool.core.task import Task
 
 #: train fields a resumed run may change (budgets and where it runs); the rest would change the run
 RESUMABLE_OVERRIDES = {"train.epochs", "train.max_seconds", "train.max_tokens", "train.patience", "train.device", "train.threads",
@@ -431,7 +431,7 @@ class Trainer:
 
     def finish(self) -> dict:
         """Write report.json/.md and plots for the run as it stands; returns the summary."""
-        from seqtool.report import write_run_report
+        from seqtool.core.report import write_run_report
 
         summary = self.summary()
         if not self.dist.is_main:  # [ddp] rank 0 reports

@@ -1,4 +1,4 @@
-"""`python -m seqtool.launch ARGS`: torchrun itself (torch.distributed.run: the same arguments and
+"""`python -m seqtool.core.launch ARGS`: torchrun itself (torch.distributed.run: the same arguments and
 elastic agent) with a CLI's manners. `seqtool train --nproc N` runs it.
 
 torchrun reports a failed worker with a Python traceback and a table; the workers have already

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from seqtool.text import ngram_counts
+from seqtool.data.text import ngram_counts
 
 
 @dataclass

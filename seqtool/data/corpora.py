@@ -20,9 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from seqtool.errors import SeqtoolError, UsageError
+from seqtool.core.errors import SeqtoolError, UsageError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CATALOG_PATH = REPO_ROOT / "corpora" / "catalog.yaml"
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from seqtool.corpora import read_bytes, decode_text, resolve_corpus
-from seqtool.errors import SeqtoolError
-from seqtool.run import atomic_write_bytes
-from seqtool.text import UNK, Vocab, detokenize, ngram_counts, normalize, tokenize
+from seqtool.data.corpora import read_bytes, decode_text, resolve_corpus
+from seqtool.core.errors import SeqtoolError
+from seqtool.core.run import atomic_write_bytes
+from seqtool.data.text import UNK, Vocab, detokenize, ngram_counts, normalize, tokenize
 
 DATASET_FORMAT = "seqtool-dataset"
 

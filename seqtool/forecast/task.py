@@ -16,12 +16,12 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from seqtool.errors import SeqtoolError, UsageError
-from seqtool.forecast_metrics import all_metrics, seasonal_naive_scale
-from seqtool.forecasting import eval_targets, k_step, min_history, naive, one_step, recursive, seasonal_naive
+from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.forecast.metrics import all_metrics, seasonal_naive_scale
+from seqtool.forecast.predict import eval_targets, k_step, min_history, naive, one_step, recursive, seasonal_naive
 from seqtool.nn.forecaster import Forecaster, build_forecaster
-from seqtool.series import Series, Transform, check_series, future_times, monthly, parse_series, synthetic_sine
-from seqtool.tasks.base import Task
+from seqtool.forecast.series import Series, Transform, check_series, future_times, monthly, parse_series, synthetic_sine
+from seqtool.core.task import Task
 
 CLASSIC_N_TRAIN = 600  # the classic sine experiment trains on its first 600 values
 
@@ -35,7 +35,7 @@ def load_series(spec) -> Series:
         return synthetic_sine(f.length, f.noise, spec.train.seed)
     if not d.corpus:
         raise UsageError("no data: pass a CSV or text file, '-' for stdin, a catalog name, or --synthetic sine")
-    from seqtool.corpora import read_text
+    from seqtool.data.corpora import read_text
 
     text = read_text(d.corpus, d.encoding, d.encoding_errors)
     name = "standard input" if d.corpus == "-" else d.corpus
@@ -199,7 +199,7 @@ class ForecastTask(Task):
         return result
 
     def report(self, model, device, run_dir) -> tuple[dict, list[str]]:
-        from seqtool.forecast_report import forecast_markdown, forecast_plot
+        from seqtool.forecast.report import forecast_markdown, forecast_plot
 
         results = self.forecast_results(model, device)
         forecast_plot(Path(run_dir) / "forecast.png", self.series, self.n_train, self._curves, results.get("horizon"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from seqtool.errors import UsageError
+from seqtool.core.errors import UsageError
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqtool.batching import make_batches, num_batches
-from seqtool.dataset import PreparedText, load_corpus
-from seqtool.errors import SeqtoolError, UsageError
+from seqtool.data.batching import make_batches, num_batches
+from seqtool.data.dataset import PreparedText, load_corpus
+from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.nn.lm import RNNLM
-from seqtool.tasks.base import Task
-from seqtool.text import Vocab
+from seqtool.core.task import Task
+from seqtool.data.text import Vocab
 
 
 #: held-out scoring reads the text as this many parallel streams, each warmed up on the WARMUP
@@ -150,7 +150,7 @@ class LanguageModelTask(Task):
         strategy = self.spec.train.truncation
         if strategy == "fixed":
             return super().train_backward(model, batch, state, device, backward)
-        from seqtool.truncation import truncated_backward
+        from seqtool.lm.truncation import truncated_backward
 
         x, y = (t.to(device, non_blocking=True) for t in batch)
 
@@ -177,7 +177,7 @@ class LanguageModelTask(Task):
     # ---- generation --------------------------------------------------------------------------
     def encode_prefix(self, prefix: str) -> tuple[list[int], list[str]]:
         """Normalise a prefix like the training text; returns its ids and any unknown tokens."""
-        from seqtool.text import normalize, tokenize
+        from seqtool.data.text import normalize, tokenize
 
         text = normalize(prefix, self.clean)
         if self.clean == "letters" and prefix[-1:].isspace() and text:
@@ -192,8 +192,8 @@ class LanguageModelTask(Task):
 
         With num=1, `on_text(piece)` receives the text as it is generated (prefix first), so a
         caller can stream it; the pieces join to exactly the returned text."""
-        from seqtool.decode import sample
-        from seqtool.text import detokenize
+        from seqtool.lm.sampling import sample
+        from seqtool.data.text import detokenize
 
         ids, _ = self.encode_prefix(prefix)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None

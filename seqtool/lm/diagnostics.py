@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from seqtool.errors import SeqtoolError
+from seqtool.core.errors import SeqtoolError
 from seqtool.nn.stack import RecurrentStack, State
 
 GATE_NAMES = {"rnn": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
@@ -152,8 +152,8 @@ def checkpoint_grad_flow(
     checkpoint: str | None, data: str | None = None, steps: int = 50, batch: int = 16, device: str = "auto", seed: int = 0
 ) -> ModelFlow:
     """Restore a language-model checkpoint and measure it on windows of DATA or its held-out split."""
-    from seqtool.evaluation import text_ids
-    from seqtool.restore import restore
+    from seqtool.lm.evaluate import text_ids
+    from seqtool.core.restore import restore
 
     r = restore(checkpoint, task="lm", device=device)
     ids, source = text_ids(r, data)

@@ -12,7 +12,7 @@ import math
 import torch
 
 from seqtool.nn.forecaster import Forecaster
-from seqtool.series import Transform
+from seqtool.forecast.series import Transform
 
 
 @torch.no_grad()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from seqtool.corpora import read_text
-from seqtool.errors import SeqtoolError
-from seqtool.restore import restore
-from seqtool.tasks.lm import EVAL_STREAMS, perplexity_report, token_surprisals
-from seqtool.text import normalize, tokenize
+from seqtool.data.corpora import read_text
+from seqtool.core.errors import SeqtoolError
+from seqtool.core.restore import restore
+from seqtool.lm.task import EVAL_STREAMS, perplexity_report, token_surprisals
+from seqtool.data.text import normalize, tokenize
 
 
 def text_ids(r, data: str | None):

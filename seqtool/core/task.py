@@ -59,7 +59,7 @@ class Task(ABC):
     def shard_batch(self, batch: Any, rank: int, world: int) -> Any:
         """Process `rank`'s share of one global batch when training on `world` processes: by default
         every tensor split along `batch_dim` into contiguous parts. Override for other layouts."""
-        from seqtool.distributed import shard_rows
+        from seqtool.core.distributed import shard_rows
 
         return shard_rows(batch, rank, world, self.batch_dim)
 
@@ -94,3 +94,22 @@ class Task(ABC):
     def report_sections(self, model: nn.Module, device: torch.device) -> list[str]:
         """Extra Markdown for report.md (samples, translations, tables)."""
         return []
+
+
+#: task name -> the class that implements it (imported on first use: `seqtool sample` need not load translation)
+TASK_CLASSES = {
+    "lm": "seqtool.lm.task:LanguageModelTask",
+    "forecast": "seqtool.forecast.task:ForecastTask",
+    "translate": "seqtool.translate.task:TranslationTask",
+}
+
+
+def get_task_class(name: str) -> type[Task]:
+    import importlib
+
+    from seqtool.core.errors import UsageError
+
+    if name not in TASK_CLASSES:
+        raise UsageError(f"unknown task {name!r}; available: {', '.join(TASK_CLASSES)}")
+    module, cls = TASK_CLASSES[name].split(":")
+    return getattr(importlib.import_module(module), cls)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from seqtool.report import markdown_table, pyplot, save_figure
+from seqtool.core.report import markdown_table, pyplot, save_figure
 
 COLUMNS = ["k", "method", "n", "mse", "mae", "smape", "mase"]
 

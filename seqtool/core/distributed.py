@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from seqtool.errors import SeqtoolError, UsageError
+from seqtool.core.errors import SeqtoolError, UsageError
 
 #: on CUDA, agree on budgets/stop every this many steps (each agreement is a host sync)
 AGREE_EVERY_CUDA = 8
@@ -109,7 +109,7 @@ def shard_state(state: Any, rank: int, world: int) -> Any:
 # ---- the run directory on ranks other than 0 ---------------------------------------------------
 def replica_run_dir(path: str | Path):
     """The run directory as seen by a rank other than 0: same paths, no writes."""
-    from seqtool.run import RunDir
+    from seqtool.core.run import RunDir
 
     class ReplicaRunDir(RunDir):
         def acquire(self):  # rank 0 holds the run's lock for the job
@@ -373,7 +373,7 @@ def setup(device_name: str = "auto") -> tuple[Dist, torch.device]:
     joined before the run's device is known, e.g. to hand a checkpoint around on resume), and
     this process's GPU, cuda:LOCAL_RANK, as its device. Later calls reuse the group.
     """
-    from seqtool.device import pick_device
+    from seqtool.core.device import pick_device
 
     global _CURRENT
     world = env_world_size()
@@ -435,7 +435,7 @@ def launch(nproc: int, train_args: list[str], command: str) -> int:
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     env.setdefault("LOGLEVEL", "ERROR")  # torchrun's own info/warning lines
     env["SEQTOOL_COMMAND"] = command
-    cmd = [sys.executable, "-m", "seqtool.launch", "--standalone", f"--nproc-per-node={nproc}",
+    cmd = [sys.executable, "-m", "seqtool.core.launch", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "seqtool", "train", *train_args]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     forwarded = [0]

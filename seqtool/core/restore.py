@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqtool.device import pick_device
-from seqtool.errors import SeqtoolError
-from seqtool.run import check_complete, load_checkpoint, resolve_checkpoint
-from seqtool.spec import RunSpec, from_dict
-from seqtool.tasks import get_task_class
-from seqtool.tasks.base import Task
+from seqtool.core.device import pick_device
+from seqtool.core.errors import SeqtoolError
+from seqtool.core.run import check_complete, load_checkpoint, resolve_checkpoint
+from seqtool.core.spec import RunSpec, from_dict
+from seqtool.core.task import get_task_class
+from seqtool.core.task import Task
 
 
 @dataclass

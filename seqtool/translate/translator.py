@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from seqtool import pairs as P
-from seqtool.errors import SeqtoolError, UsageError
-from seqtool.restore import Restored
+from seqtool.translate import pairs as P
+from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.core.restore import Restored
 
 
 @dataclass
@@ -73,9 +73,9 @@ def evaluate_translation(r: Restored, data: str | None, target: str | None, deco
                          samples: int = 10, batch: int = 64) -> dict:
     """Corpus BLEU and chrF (sacrebleu) of a run on pairs; a source seen several times is translated
     once and scored against all its references. Without data: the run's own held-out split."""
-    from seqtool.bleu import corpus_scores
-    from seqtool.bleu import sentence_bleu as classic_bleu
-    from seqtool.tasks.translate import read_pairs
+    from seqtool.translate.bleu import corpus_scores
+    from seqtool.translate.bleu import sentence_bleu as classic_bleu
+    from seqtool.translate.task import read_pairs
 
     task, spec = r.task, r.spec
     if data is None:
