@@ -76,10 +76,10 @@ def matmul_peak(threads: int, dtype: torch.dtype = torch.float32, n: int = 2048,
 # ---- one row: train for a while, report steady-state tokens/s ------------------------------------
 def worker(args: argparse.Namespace) -> None:
     from seqtool.core.spec import apply_overrides, load_spec
-    from seqtool.core.trainer import start_run
+    from seqtool.core.session import start_run
 
     spec = load_spec(args.spec)
-    overrides = {"train.max_seconds": args.seconds + WARMUP_ALLOWANCE, "train.threads": args.threads, "output.dir": args.out,
+    overrides = {"train.max_seconds": args.seconds + WARMUP_ALLOWANCE, "train.threads": args.threads, "output.out": args.out,
                  "output.overwrite": True, "train.precision": args.precision, "train.compile": args.compile}
     for key in ("hidden", "batch"):
         if getattr(args, key):

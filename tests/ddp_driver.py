@@ -5,7 +5,8 @@ import json
 import sys
 
 from seqtool.core.spec import from_dict
-from seqtool.core.trainer import Interrupted, start_run
+from seqtool.core.session import start_run
+from seqtool.core.trainer import Interrupted
 
 spec, stop = from_dict(json.loads(sys.argv[1])), int(sys.argv[2])
 trainer = start_run(spec)

@@ -125,7 +125,7 @@ def test_aligned_files_and_reverse(cli, tmp_path):
     result = cli("train", "--src", "fr.txt", "--tgt", "en.txt", *SMALL, "--epochs", "1", "--val-fraction", "0.2", "--out", "fe")
     assert result.code == 0, result.err
     spec = yaml.safe_load((tmp_path / "fe" / "spec.yaml").read_text())
-    assert spec["task"] == "translate" and spec["translate"]["target"] == "en.txt"
+    assert spec["task"] == "translate" and spec["translate"]["tgt"] == str((tmp_path / "en.txt").resolve())  # saved absolute: the spec works from any folder
     assert unknown_words(cli, "fe", "Va ! Salut ! Cours ! Attends.") <= 1  # one source is held out
     assert unknown_words(cli, "fe", "Go. Hi. Run! Wait.") >= 3  # French is the source side
     # a tab-separated file French<TAB>English, reversed: English -> French

@@ -146,7 +146,7 @@ def test_interrupted_ddp_run_resumes_mid_epoch_on_one_process_as_if_never_split(
     the next agreed step), save the whole batch's state, and one process finishes the run. The
     weights equal one process training straight through."""
     from seqtool.core.spec import from_dict
-    from seqtool.core.trainer import resume_run, start_run
+    from seqtool.core.session import resume_run, start_run
 
     raw = {"data": {"corpus": str(corpus), "steps": 12},
            "model": {"embed": 8, "hidden": 24, "layers": 2, "dropout": 0.0},

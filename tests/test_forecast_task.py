@@ -97,7 +97,7 @@ def test_report_numbers_match_a_hand_built_model(csv_file):
         net.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 0.5]]))  # ẑ_t = 0.5 z_{t-1} in scaled units
         net.bias.zero_()
     model = ARForecaster(4, net=net)
-    res = task.forecast_results(model, torch.device("cpu"))
+    res, _ = task.forecast_results(model, torch.device("cpu"))
     x, sc = torch.tensor(values, dtype=torch.float64), task.transform.scaler
     z = sc.transform(x)
     scale = (x[2:8] - x[:6]).abs().mean().item()  # in-sample seasonal naive (m = 2) on the training part

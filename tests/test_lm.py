@@ -14,7 +14,7 @@ from seqtool.nn.lm import RNNLM
 from seqtool.core.restore import restore
 from seqtool.core.spec import from_dict
 from seqtool.lm.task import LanguageModelTask, perplexity_report, token_surprisals
-from seqtool.core.trainer import start_run
+from seqtool.core.session import start_run
 
 TEXT = "the quick brown fox jumps over the lazy dog. "
 CPU = torch.device("cpu")

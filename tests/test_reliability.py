@@ -19,7 +19,7 @@ import yaml
 from seqtool.core.run import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from seqtool.core.spec import RunSpec
 from seqtool.lm.task import LanguageModelTask
-from seqtool.core.trainer import start_run
+from seqtool.core.session import start_run
 from tests import chaos
 from tests.conftest import TINY
 
@@ -68,7 +68,7 @@ def tiny_spec(corpus: Path, out: Path, **train) -> RunSpec:
     t.batch, t.epochs, t.max_seconds, t.threads, t.lr, t.optimizer = 4, 2, None, 1, 0.01, "adam"
     for key, value in train.items():
         setattr(t, key, value)
-    spec.output.dir = str(out)
+    spec.output.out = str(out)
     return spec
 
 

@@ -25,7 +25,8 @@ from seqtool.core.run import (
     save_checkpoint,
 )
 from seqtool.core.spec import from_dict
-from seqtool.core.trainer import Interrupted, resume_run, start_run
+from seqtool.core.session import resume_run, start_run
+from seqtool.core.trainer import Interrupted
 
 TEXT = "the quick brown fox jumps over the lazy dog. "
 TIMING = {"elapsed", "tokens_per_s"}
@@ -305,10 +306,10 @@ def test_resume_can_lift_a_limit(tmp_path):
     trainer.spec.train.max_tokens = 10_000
     trainer.fit()
     assert load_checkpoint(trainer.run.checkpoint("last"))["spec"]["train"]["max_tokens"] == 10_000
-    lifted = resume_run(str(trainer.run.path), {"train.epochs": 2}, clear={"train.max_tokens"})
+    lifted = resume_run(str(trainer.run.path), {"train.epochs": 2, "train.max_tokens": 0})
     assert lifted.spec.train.max_tokens is None and lifted.spec.train.epochs == 2
     with pytest.raises(UsageError, match="would change it: --clip"):
-        resume_run(str(trainer.run.path), {}, clear={"train.clip"})
+        resume_run(str(trainer.run.path), {"train.clip": 0})
 
 
 def test_resume_refuses_changed_data(tmp_path):

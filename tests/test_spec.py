@@ -24,7 +24,7 @@ def test_defaults():
     assert (spec.data.level, spec.data.clean, spec.data.sampling, spec.data.val_fraction) == ("char", "letters", "sequential", 0.1)
     assert (spec.model.cell, spec.model.hidden, spec.model.layers, spec.model.embed) == ("gru", 256, 2, 32)
     assert (spec.train.optimizer, spec.train.batch, spec.train.clip, spec.train.threads) == ("adam", 64, 1.0, None)
-    assert (spec.output.dir, spec.output.runs_root, spec.output.overwrite) == (None, "runs", False)
+    assert (spec.output.out, spec.output.runs_root, spec.output.overwrite) == (None, "runs", False)
 
 
 def test_empty_inputs_give_the_defaults(tmp_path):
@@ -186,7 +186,7 @@ def test_paths_are_relative_to_the_spec_file(tmp_path, monkeypatch):
     path = write(specdir, "data:\n  corpus: data/c.txt\noutput:\n  dir: ../runs/one\n  runs_root: myruns\n")
     spec = load_spec(path)
     assert Path(spec.data.corpus) == (specdir / "data" / "c.txt").resolve()
-    assert Path(spec.output.dir) == (tmp_path / "runs" / "one").resolve()
+    assert Path(spec.output.out) == (tmp_path / "runs" / "one").resolve()
     assert Path(spec.output.runs_root) == (specdir / "myruns").resolve()
 
 
@@ -204,7 +204,7 @@ def test_a_bare_file_name_beside_the_spec_is_a_path_otherwise_a_catalog_name(tmp
 
 def test_output_defaults_stay_relative_to_the_working_directory(tmp_path):
     spec = load_spec(write(tmp_path, "model:\n  hidden: 8\n"))
-    assert spec.output.runs_root == "runs" and spec.output.dir is None
+    assert spec.output.runs_root == "runs" and spec.output.out is None
 
 
 # ---- validation --------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ import torch
 from seqtool.core.errors import UsageError
 from seqtool.translate.pairs import EOS_ID, normalize_sentence
 from seqtool.core.spec import RunSpec, apply_overrides, from_dict, load_spec
-from seqtool.translate.task import TranslationTask, looks_like_pairs
+from seqtool.translate.pairs import looks_like_pairs
+from seqtool.translate.task import TranslationTask
 
 PAIRS = "".join(f"{en}\t{fr}\tCC-BY\n" for en, fr in [
     ("Go.", "Va !"), ("Go.", "Marche."), ("Hi.", "Salut !"), ("Run!", "Cours !"), ("Run!", "Courez !"),
@@ -81,7 +82,7 @@ def test_translate_spec_section(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("task: translate\ndata:\n  corpus: en.txt\ntranslate:\n  target: fr.txt\n  attention: additive\n  beam: 5\n")
     spec = load_spec(path)
-    assert spec.translate.target == str(tmp_path / "fr.txt") and spec.translate.beam == 5
+    assert spec.translate.tgt == str(tmp_path / "fr.txt") and spec.translate.beam == 5
     with pytest.raises(UsageError, match="unknown key 'translate.beams'"):
         from_dict({"translate": {"beams": 5}})
     with pytest.raises(UsageError, match="translate.beam must be > 0"):

@@ -159,7 +159,7 @@ def test_trainer_full_truncation_takes_the_exact_full_sequence_gradient(tmp_path
     import torch.nn.functional as F
 
     from seqtool.core.spec import from_dict
-    from seqtool.core.trainer import start_run
+    from seqtool.core.session import start_run
 
     corpus = tmp_path / "c.txt"
     corpus.write_text("abcde fghij klmno " * 30)

@@ -34,7 +34,6 @@ import atexit
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -104,39 +103,6 @@ STATE_BATCH_DIM = 1
 def shard_state(state: Any, rank: int, world: int) -> Any:
     """This rank's columns of a carried state saved for the global batch."""
     return _map_state(state, lambda s: s.tensor_split(world, dim=STATE_BATCH_DIM)[rank].contiguous())
-
-
-# ---- the run directory on ranks other than 0 ---------------------------------------------------
-def replica_run_dir(path: str | Path):
-    """The run directory as seen by a rank other than 0: same paths, no writes."""
-    from seqtool.core.run import RunDir
-
-    class ReplicaRunDir(RunDir):
-        def acquire(self):  # rank 0 holds the run's lock for the job
-            pass
-
-        def discard_if_unused(self, runs_root=None):
-            pass
-
-        def remove_stale_temp_files(self):
-            return []
-
-        def write_json(self, name, data):
-            pass
-
-        def write_text(self, name, text):
-            pass
-
-        def append_metrics(self, row):
-            pass
-
-        def truncate_metrics(self, keep_until_epoch):
-            pass
-
-        def mark_latest(self, runs_root):
-            pass
-
-    return ReplicaRunDir(Path(path))
 
 
 # ---- the process group -------------------------------------------------------------------------
@@ -436,7 +402,7 @@ def launch(nproc: int, train_args: list[str], command: str) -> int:
     env.setdefault("LOGLEVEL", "ERROR")  # torchrun's own info/warning lines
     env["SEQTOOL_COMMAND"] = command
     cmd = [sys.executable, "-m", "seqtool.core.launch", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "seqtool", "train", *train_args]
+           "-m", "seqtool", "train", *strip_nproc(train_args)]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     forwarded = [0]
 

@@ -58,6 +58,29 @@ class SkipGuard:
             )
 
 
+class NanPolicy:
+    """--on-nan as the training step sees it: whether to drop a batch's update, and when to look at
+    the on-device record of non-finite steps (stop/rollback)."""
+
+    def __init__(self, mode: str):
+        self.mode, self.guard = mode, SkipGuard()
+
+    def skip(self, finite: torch.Tensor, dist, step: int) -> bool:
+        """--on-nan skip: True when this batch's update must be dropped (one host sync per step;
+        [ddp] all processes skip together)."""
+        if self.mode != "skip":
+            return False
+        if dist.any(~finite):
+            self.guard.skipped(step)
+            return True
+        self.guard.ok()
+        return False
+
+    def check_now(self, step: int) -> bool:
+        """stop/rollback: time to look whether a step went non-finite (no point training on from one)."""
+        return self.mode != "skip" and step % CHECK_EVERY == 0
+
+
 def rollback_limit_error(step: int, rollbacks: int) -> SeqtoolError:
     return SeqtoolError(
         f"loss or gradients became non-finite at step {step} again after {rollbacks} rollbacks "

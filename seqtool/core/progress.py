@@ -51,3 +51,20 @@ class Reporter:
             self._progress.stop()
             self._progress = None
 
+
+
+class Throttle:
+    """Refreshes a live display at most every `every` seconds: each refresh reads the loss back from
+    the device (a host sync), so it must not happen every step."""
+
+    def __init__(self, reporter: Reporter, items: float, now: float, every: float = 0.25):
+        self.reporter, self.every = reporter, every
+        self.last, self.items, self.time = 0.0, items, now
+
+    def tick(self, now: float, items: float, fraction: float, status) -> None:
+        """`status(rate)` makes the status text (called only when the display refreshes)."""
+        if not self.reporter.live or now - self.last <= self.every:
+            return
+        rate = (items - self.items) / max(now - self.time, 1e-9)
+        self.items, self.time, self.last = items, now, now
+        self.reporter.update(fraction, status(rate))

@@ -65,6 +65,14 @@ def learning_curve(rows: list[dict], path: Path, monitor: str) -> None:
     plt.close(fig)
 
 
+def done_line(summary: dict, monitor: str) -> str:
+    """What `train` says at the end: epochs, time, the best held-out score."""
+    best = summary["best"].get(monitor)
+    if best is None:
+        return "done"
+    return f"done: {summary['epochs']} epochs, {summary['wall_seconds']:.0f} s; best {monitor} {best:.4f} (epoch {summary['best']['epoch']})"
+
+
 def write_run_report(run: RunDir, summary: dict, monitor: str, sections: list[str]) -> None:
     rows = run.read_metrics()
     run.write_json("report.json", summary)

@@ -151,7 +151,7 @@ def check_complete(payload: dict, path: Path, training: bool = False) -> dict:
 
 def resolve_checkpoint(arg: str | None, which: str = "best") -> Path:
     """A checkpoint file, a run directory (its best or last checkpoint), or by default runs/latest."""
-    if arg is None:
+    if arg is None or arg == LATEST:
         root = default_runs_root()
         latest = root / LATEST
         if not latest.exists():

@@ -1,12 +1,20 @@
-"""Run specs: what a run is, as YAML sections (data, model, train, output) with strict keys.
+"""Run specs: every option of a run, declared once.
 
-Precedence: dataclass defaults < spec file < CLI flags. The resolved spec is saved in every run
-directory and checkpoint, so a run can always be rebuilt from it.
+Each option is one dataclass field whose metadata (an `Opt`) says its help, its choices and range,
+the tasks that read it, its defaults for particular tasks and whether `--resume` may change it.
+Everything else is derived from that one place: the YAML keys (a section's key is the option's
+flag, `--max-seconds` <-> `train: {max_seconds: ...}`), the Typer options of `train` and `forecast`
+(seqtool/cli/options.py), validation, the refusal of options a task does not use, and the option
+table in the README (`options_markdown`).
+
+Precedence: defaults (the field's, then the task's) < spec file < flags. The resolved spec is saved
+in every run directory and checkpoint, so a run can always be rebuilt from it.
 """
 
 from __future__ import annotations
 
 import codecs
+import copy
 import dataclasses
 import math
 import re
@@ -14,108 +22,205 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import yaml
 
 from seqtool.core.errors import UsageError
 
 TASKS = ("lm", "translate", "forecast")
+RECURRENT_CELLS = ("rnn", "gru", "lstm")
+#: upper bounds that keep a typo from crashing torch (thread creation) or overflowing a seed
+MAX_THREADS = 1024
+MAX_SEED = 2**32 - 1
+MAX_SIZE = 2**31 - 1  # tensor dimensions beyond this overflow inside torch
+
+
+def check_encoding(where: str, encoding: str) -> None:
+    """A text encoding Python knows (refused up front, not after the corpus is read)."""
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError, ValueError):
+        raise UsageError(f"{where}: unknown encoding {encoding!r} (e.g. utf-8, latin-1, utf-16, cp1252)") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise UsageError(f"{where}: {encoding!r} is not a text encoding")
+
+
+def parse_int_list(text: str, flag: str = "--k") -> list[int]:
+    """'1,4,16,64' -> [1, 4, 16, 64] (how a list option is written on the command line)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"{flag}: expected comma-separated positive integers such as 1,4,16,64, got {text!r}")
+    return values
+
+
+def _check_positive_ints(where: str, values: list) -> None:
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise UsageError(f"{where} must be a non-empty list of positive integers, got {values!r}")
+
+
+@dataclass(frozen=True)
+class Opt:
+    """What the code needs to know about one option besides its name, type and default."""
+
+    help: str
+    tasks: tuple[str, ...] = TASKS  # the tasks that read it; the others refuse it
+    choices: tuple[str, ...] = ()
+    low: float | None = None  # range checks: value >= low (> low when low_open), value <= high (< high when high_open)
+    low_open: bool = False
+    high: float | None = None
+    high_open: bool = False
+    zero_means_none: bool = False  # on the command line 0 means "none" (no clipping, no time limit)
+    resumable: bool = False  # --resume may change it (budgets, where it runs); the rest would change the run
+    by_task: dict = field(default_factory=dict)  # task (or 'forecast:recurrent') -> its default there
+    aliases: tuple[str, ...] = ()  # more names for the flag: '-o', '--model'
+    off_flag: str | None = None  # a bool's negative flag (default --no-NAME)
+    argument: bool = False  # given as the command's positional argument, not a flag
+    check: Callable[[str, Any], None] | None = None  # a check the fields above cannot express
+    parse: Callable[[str], Any] | None = None  # command-line text -> value (lists)
+
+
+def opt(default: Any, help: str, **meta) -> Any:
+    """A run-spec field: its default and its Opt."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"opt": Opt(help, **meta)})
+    return field(default=default, metadata={"opt": Opt(help, **meta)})
+
+
+LM, TR, FC = ("lm",), ("translate",), ("forecast",)
 
 
 @dataclass
 class DataSpec:
-    corpus: str | None = None  # path, '-' for stdin, or a catalog name
-    level: str = "char"  # char | word
-    clean: str = "letters"  # letters | lower | none
-    min_freq: int = 0
-    val_fraction: float = 0.1  # held-out tail of the corpus
-    steps: int = 64  # num_steps: tokens per training sequence
-    sampling: str = "sequential"  # random | sequential
-    encoding: str = "utf-8"
-    encoding_errors: str = "strict"  # strict | replace | ignore (undecodable bytes)
+    corpus: str | None = opt(None, "Text file, prepared dataset, CSV, '-' for stdin, or a catalog name.", argument=True)
+    level: str = opt("char", "Tokens: characters or words.", tasks=LM, choices=("char", "word"))
+    clean: str = opt("letters", "letters (lowercase letters, other runs -> one space), lower, or none.", tasks=LM,
+                     choices=("letters", "lower", "none"))
+    min_freq: int = opt(0, "Rarer tokens become <unk>.", tasks=LM + TR, low=0, high=MAX_SIZE)
+    val_fraction: float = opt(0.1, "Held-out part: the corpus's tail (lm) or a share of the source sentences (translate).",
+                              tasks=LM + TR, low=0, high=1, high_open=True)
+    steps: int = opt(64, "Tokens per training sequence (num_steps); translation: longest sentence kept.", tasks=LM + TR,
+                     low=0, low_open=True, high=MAX_SIZE, by_task={"translate": 16})
+    sampling: str = opt("sequential", "sequential (state carried, detached) or random windows.", tasks=LM,
+                        choices=("random", "sequential"))
+    encoding: str = opt("utf-8", "Text encoding of the input files.", check=check_encoding)
+    encoding_errors: str = opt("strict", "Undecodable bytes: strict (an error), replace or ignore.",
+                               choices=("strict", "replace", "ignore"))
 
 
 @dataclass
 class ModelSpec:
-    cell: str = "gru"  # rnn | gru | lstm
-    hidden: int = 256
-    layers: int = 2
-    dropout: float = 0.1
-    embed: int = 32  # 0 = one-hot inputs
-    tie_weights: bool = False
-    bidirectional: bool = False
-    impl: str = "fused"  # fused | scratch
-    init: str = "default"  # default | orthogonal
-    forget_bias: float = 1.0  # LSTM forget-gate bias at initialisation
+    cell: str = opt("gru", "rnn | gru | lstm; forecasting also mlp (autoregressive on a window).",
+                    choices=(*RECURRENT_CELLS, "mlp"), aliases=("--model",), by_task={"forecast": "mlp"})
+    hidden: int = opt(256, "Hidden units per layer.", low=0, low_open=True, high=MAX_SIZE,
+                      by_task={"forecast": 10, "forecast:recurrent": 32})
+    layers: int = opt(2, "Recurrent layers.", low=0, low_open=True, high=MAX_SIZE, by_task={"forecast": 1})
+    dropout: float = opt(0.1, "Dropout on embeddings, between layers and before the output layer.", low=0, high=1,
+                         high_open=True, by_task={"forecast": 0.0, "translate": 0.3})
+    embed: int = opt(32, "Embedding size; 0 = one-hot inputs.", tasks=LM + TR, low=0, high=MAX_SIZE,
+                     by_task={"translate": 256})
+    tie_weights: bool = opt(False, "Share embedding and output weights (needs --embed = --hidden).", tasks=LM)
+    bidirectional: bool = opt(False, "Bidirectional encoder (translation; refused where it would see the future).",
+                              off_flag="--unidirectional", by_task={"translate": True})
+    impl: str = opt("fused", "fused (torch/cuDNN/oneDNN) or scratch (cells from their equations, same parameters).",
+                    choices=("fused", "scratch"))
+    init: str = opt("default", "Recurrent weight initialisation: default or orthogonal.", choices=("default", "orthogonal"))
+    forget_bias: float = opt(1.0, "LSTM forget-gate bias at initialisation.")
 
 
 @dataclass
 class TrainSpec:
-    batch: int = 64
-    epochs: int = 1000
-    max_seconds: float | None = 120.0
-    max_tokens: int | None = None
-    optimizer: str = "adam"  # sgd | adam | adamw
-    lr: float = 4e-3
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  # none | cosine | step | plateau
-    warmup: int = 0  # warm-up steps (linear)
-    clip: float | None = 1.0  # max gradient L2 norm; null = no clipping
-    truncation: str = "fixed"  # fixed | random | full
-    patience: int | None = None  # early stop after this many epochs without improvement
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = None  # torch intra-op threads (default: torch's choice)
-    on_nan: str = "stop"  # non-finite loss or gradients: stop | skip (the batch) | rollback (to the last checkpoint, lr halved)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds loss scaling)
-    compile: bool = False  # torch.compile the model for training
+    batch: int = opt(64, "Sequences (windows, sentence pairs) per batch; the global batch under DDP.", low=0, low_open=True,
+                     high=MAX_SIZE, by_task={"forecast": 16})
+    epochs: int = opt(1000, "Epoch budget.", low=0, low_open=True, resumable=True,
+                      by_task={"forecast": 5, "forecast:recurrent": 30, "translate": 15})
+    max_seconds: float | None = opt(120.0, "Time budget in seconds (0 = none).", low=0, low_open=True, zero_means_none=True,
+                                    resumable=True, by_task={"forecast": None})
+    max_tokens: int | None = opt(None, "Token budget (0 = none).", low=0, low_open=True, zero_means_none=True, resumable=True)
+    optimizer: str = opt("adam", "sgd | adam | adamw", choices=("sgd", "adam", "adamw"))
+    lr: float = opt(4e-3, "Learning rate.", low=0, low_open=True,
+                    by_task={"forecast": 0.01, "forecast:recurrent": 0.005, "translate": 0.003})
+    weight_decay: float = opt(0.0, "Weight decay.", low=0)
+    schedule: str = opt("cosine", "none | cosine (over the budget) | step (x0.1 at 50% and 75%) | plateau (halve when held-out stalls).",
+                        choices=("none", "cosine", "step", "plateau"), by_task={"forecast": "none", "forecast:recurrent": "cosine"})
+    warmup: int = opt(0, "Linear warm-up steps.", low=0)
+    clip: float | None = opt(1.0, "Max gradient L2 norm, direction kept (0 = no clipping).", low=0, low_open=True,
+                             zero_means_none=True, by_task={"forecast": None, "forecast:recurrent": 1.0})
+    truncation: str = opt("fixed", "fixed (truncated BPTT) | random (unbiased random cuts) | full (exact gradient per stream).",
+                          tasks=LM, choices=("fixed", "random", "full"))
+    patience: int | None = opt(None, "Stop after this many epochs without improvement (0 = never).", low=0, low_open=True,
+                               zero_means_none=True, resumable=True)
+    seed: int = opt(0, "Seed of initialisation, batches, splits and synthetic data.", low=0, high=MAX_SEED)
+    device: str = opt("auto", "auto (CUDA when present) | cpu | cuda", choices=("auto", "cpu", "cuda"), resumable=True)
+    threads: int | None = opt(None, "CPU threads for torch, per process (0 = torch's choice).", low=0, low_open=True,
+                              high=MAX_THREADS, zero_means_none=True, resumable=True)
+    on_nan: str = opt("stop", "Non-finite loss or gradients: stop | skip (the batch) | rollback (last checkpoint, lr halved).",
+                      choices=("stop", "skip", "rollback"), resumable=True)
+    precision: str = opt("fp32", "fp32 | bf16 | fp16 (autocast; fp16 adds loss scaling).", choices=("fp32", "bf16", "fp16"),
+                         resumable=True)
+    compile: bool = opt(False, "torch.compile the model for training.", resumable=True)
 
 
 @dataclass
 class OutputSpec:
-    dir: str | None = None  # run directory; default: a new one under runs_root
-    runs_root: str = "runs"
-    overwrite: bool = False
+    out: str | None = opt(None, "Run directory (default: a new one under --runs-root).", aliases=("-o",))
+    runs_root: str = opt("runs", "Where new run directories go.")
+    overwrite: bool = opt(False, "Replace a non-empty --out directory.")
 
 
 @dataclass
 class ForecastSpec:
-    """Forecasting only: which numbers to read, how to split them, what to evaluate.
-    The model itself is model.cell = mlp (autoregressive) | rnn | gru | lstm (latent autoregressive)."""
+    """Forecasting only. The model is model.cell: mlp (autoregressive) or rnn/gru/lstm (latent autoregressive)."""
 
-    synthetic: str | None = None  # 'sine' instead of data.corpus
-    length: int = 1000  # synthetic series length
-    noise: float = 0.2  # synthetic noise standard deviation
-    column: str | None = None  # value column (name or 1-based position); default: the last numeric one
-    time_column: str | None = None  # default: the first column when it is not the value column
-    fill: str = "none"  # missing values: none (an error) | ffill | interpolate
-    log: bool = False  # model log(x): growing seasonal swings become constant ones (needs positive values)
-    difference: int = 0  # model x_t - x_{t-d} (after log): lets the model follow a trend past the training range
-    tau: int = 4  # values the model reads: the AR window, or the latent model's context
-    n_train: int | None = None  # values in the training part; default 600 (synthetic) or the first 80%
-    train_horizon: int = 1  # train on rolled-out predictions this many steps ahead (1 = teacher forcing only)
-    k: list = field(default_factory=lambda: [1, 4, 16, 64])  # k-step-ahead evaluations
-    season: int | None = None  # seasonal period for MASE and seasonal naive; default 12 for monthly data, else 1
-    horizon: int = 0  # forecast this many values past the end of the series
+    synthetic: str | None = opt(None, "sine: x_t = sin(0.01 t) + N(0, noise^2), t = 1..length (instead of a file).", tasks=FC,
+                                choices=("sine",))
+    length: int = opt(1000, "Length of the synthetic series.", tasks=FC, low=0, low_open=True, high=MAX_SIZE)
+    noise: float = opt(0.2, "Noise standard deviation of the synthetic series.", tasks=FC, low=0)
+    column: str | None = opt(None, "Value column (name or 1-based position); default: the last numeric one.", tasks=FC)
+    time_column: str | None = opt(None, "Time column; default: the first column when it is not the value column.", tasks=FC)
+    fill: str = opt("none", "Missing values: none (an error) | ffill | interpolate.", tasks=FC,
+                    choices=("none", "ffill", "interpolate"))
+    log: bool = opt(False, "Model log(x) (positive data whose swings grow with the level).", tasks=FC)
+    difference: int = opt(0, "Model x_t - x_{t-d}, e.g. 1 or the season (follows trends past the training range).", tasks=FC,
+                          low=0)
+    tau: int = opt(4, "Values the model reads: the AR window (mlp) or the latent model's context.", tasks=FC, low=0,
+                   low_open=True, high=MAX_SIZE, by_task={"forecast:recurrent": 64})
+    n_train: int | None = opt(None, "Values in the training part (default: 600 for --synthetic, else the first 80%).", tasks=FC,
+                              low=0, low_open=True)
+    train_horizon: int = opt(1, "Train on own rolled-out predictions this many steps ahead (1 = teacher forcing).", tasks=FC,
+                             low=0, low_open=True, by_task={"forecast:recurrent": 16})
+    k: list = opt([1, 4, 16, 64], "k-step-ahead evaluations, comma-separated.", tasks=FC, check=_check_positive_ints,
+                  parse=parse_int_list)
+    season: int | None = opt(None, "Seasonal period for MASE and seasonal naive (default: 12 for monthly data, else 1).", tasks=FC,
+                             low=0, low_open=True)
+    horizon: int = opt(0, "Forecast this many values past the end of the series.", tasks=FC, low=0)
 
 
 @dataclass
 class TranslateSpec:
-    """Translation only (task: translate); the other tasks ignore this section."""
+    """Translation only."""
 
-    target: str | None = None  # aligned target-side file; data.corpus then holds the source side
-    reverse: bool = False  # swap the two sides (French -> English from fra-eng)
-    max_len: int | None = None  # drop pairs with more tokens than this on either side
-    attention: str = "none"  # none (the classic fixed context) | additive (Bahdanau)
-    label_smoothing: float = 0.0
-    beam: int = 1  # decoding default of translate/eval: 1 = greedy
-    length_penalty: float = 0.0  # beam hypotheses rank by score / length**length_penalty
+    tgt: str | None = opt(None, "Aligned target-side file (line i translates line i of the corpus).", tasks=TR)
+    reverse: bool = opt(False, "Swap source and target (French -> English from fra-eng).", tasks=TR)
+    max_len: int | None = opt(None, "Drop pairs with more tokens than this on either side (0 = keep all).", tasks=TR, low=0,
+                              low_open=True, zero_means_none=True)
+    attention: str = opt("none", "none (the classic fixed context) | additive (Bahdanau).", tasks=TR, choices=("none", "additive"),
+                         by_task={"translate": "additive"})
+    label_smoothing: float = opt(0.0, "Label smoothing of the training loss.", tasks=TR, low=0, high=1, high_open=True,
+                                 by_task={"translate": 0.1})
+    beam: int = opt(1, "Beam width of translate/eval and the report; 1 = greedy.", tasks=TR, low=0, low_open=True,
+                    by_task={"translate": 5})
+    length_penalty: float = opt(0.0, "Beam hypotheses rank by score / length**ALPHA.", tasks=TR, low=0,
+                                by_task={"translate": 0.6})
 
 
 @dataclass
 class RunSpec:
-    task: str = "lm"
+    task: str = opt("lm", "lm | translate | forecast (default: translate for a tab-separated corpus or --tgt, else lm).",
+                    choices=TASKS)
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -123,65 +228,121 @@ class RunSpec:
     forecast: ForecastSpec = field(default_factory=ForecastSpec)
     translate: TranslateSpec = field(default_factory=TranslateSpec)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self, only_used: bool = False) -> dict:
+        """Nested dicts; `only_used` keeps the options this spec's task reads (what a run saves, so
+        that its spec.yaml can be passed to --spec again)."""
+        raw = asdict(self)
+        if only_used:
+            for option in OPTIONS.values():
+                if option.section and self.task not in option.opt.tasks:
+                    raw[option.section].pop(option.name)
+            raw = {k: v for k, v in raw.items() if v != {}}
+        return raw
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+    def to_yaml(self, only_used: bool = False) -> str:
+        return yaml.safe_dump(self.to_dict(only_used), sort_keys=False)
+
+    def with_absolute_paths(self) -> "RunSpec":
+        """A copy whose file and folder paths are absolute, so that a saved spec means the same run
+        from any working directory (a catalog name stays a name, '-' stays stdin)."""
+        out = copy.deepcopy(self)
+        for dotted in ("data.corpus", "translate.tgt", "output.out", "output.runs_root"):
+            value = get(out, dotted)
+            if value and value != "-" and (dotted.startswith("output.") or Path(value).exists()):
+                put(out, dotted, str(Path(value).resolve()))
+        return out
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(RunSpec) if f.name != "task"}
-_SECTION_CLASSES = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "output": OutputSpec, "forecast": ForecastSpec,
-                    "translate": TranslateSpec}
-RECURRENT_CELLS = ("rnn", "gru", "lstm")
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(RunSpec) if f.name != "task"}
+#: keys renamed so that every YAML key is its flag; old checkpoints and spec files still use these
+LEGACY_KEYS = {"output.dir": "output.out", "translate.target": "translate.tgt"}
 
-#: Defaults that differ from the dataclass ones, by task and (for forecasting) by model family.
-#: Precedence: dataclass defaults < these < spec file < flags.
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    # the classic autoregressive setting of the course notes: MLP tau 4 -> 10 -> 1, batch 16, Adam 0.01, 5 epochs
-    "forecast": {
-        "model.cell": "mlp", "model.hidden": 10, "model.layers": 1, "model.dropout": 0.0,
-        "train.batch": 16, "train.epochs": 5, "train.lr": 0.01, "train.schedule": "none", "train.clip": None,
-        "train.max_seconds": None,
-    },
-    # latent autoregressive (rnn/gru/lstm): a longer context, more steps, rollout training
-    "forecast:recurrent": {
-        "model.hidden": 32, "train.epochs": 30, "train.lr": 0.005, "train.schedule": "cosine", "train.clip": 1.0,
-        "forecast.tau": 64, "forecast.train_horizon": 16,
-    },
-    # translation: the design of specs/fra-eng.yaml (word embeddings, bidirectional encoder, additive
-    # attention, label smoothing, beam search); specs/fra-eng-classic.yaml spells out the classic one
-    "translate": {
-        "model.embed": 256, "model.bidirectional": True, "model.dropout": 0.3, "data.steps": 16, "train.epochs": 15, "train.lr": 0.003,
-        "translate.attention": "additive", "translate.label_smoothing": 0.1, "translate.beam": 5,
-        "translate.length_penalty": 0.6,
-    },
-}
+
+@dataclass(frozen=True)
+class Option:
+    """One option as the rest of the code sees it."""
+
+    dotted: str  # 'train.max_seconds' ('task' for the top-level one)
+    section: str | None
+    name: str  # also the YAML key
+    annotation: Any  # the field's type (str | None, int, list, ...)
+    default: Any
+    opt: Opt
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def off_flag(self) -> str:
+        """A bool's negative flag: --no-NAME unless declared."""
+        return self.opt.off_flag or "--no-" + self.flag[2:]
+
+    @property
+    def kind(self) -> type:
+        """Its value's type without None: str, int, float, bool or list."""
+        types_ = [t for t in typing.get_args(self.annotation) or (self.annotation,) if t is not type(None)]
+        return typing.get_origin(types_[0]) or types_[0]
+
+    def default_for(self, task: str, cell: str | None) -> Any:
+        """The default in a task (and, for forecasting, a model family)."""
+        table = self.opt.by_task
+        value = table.get(task, self.default)
+        if cell in RECURRENT_CELLS and f"{task}:recurrent" in table:
+            value = table[f"{task}:recurrent"]
+        return list(value) if isinstance(value, list) else value
+
+
+def _options() -> dict[str, Option]:
+    hints = typing.get_type_hints(RunSpec)
+    out = {"task": Option("task", None, "task", hints["task"], "lm", dataclasses.fields(RunSpec)[0].metadata["opt"])}
+    for section, cls in SECTIONS.items():
+        section_hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            out[f"{section}.{f.name}"] = Option(f"{section}.{f.name}", section, f.name, section_hints[f.name], default, f.metadata["opt"])
+    return out
+
+
+#: every option, by dotted name, in declaration order
+OPTIONS: dict[str, Option] = _options()
+
+
+def options_for(task: str | None = None) -> Iterator[Option]:
+    """The options a task reads (all of them for None)."""
+    return (o for o in OPTIONS.values() if task is None or task in o.opt.tasks)
+
+
+def get(spec: RunSpec, dotted: str) -> Any:
+    option = OPTIONS[dotted]
+    return getattr(getattr(spec, option.section), option.name) if option.section else spec.task
+
+
+def put(spec: RunSpec, dotted: str, value: Any) -> None:
+    option = OPTIONS[dotted]
+    setattr(getattr(spec, option.section) if option.section else spec, option.name, value)
 
 
 def spec_defaults(task: str = "lm", cell: str | None = None) -> RunSpec:
     """A RunSpec holding the defaults for a task and, for forecasting, its model family."""
     spec = RunSpec(task=task)
-    table = dict(TASK_DEFAULTS.get(task, {}))
-    cell = cell or table.get("model.cell")
-    if cell in RECURRENT_CELLS:
-        table.update(TASK_DEFAULTS.get(f"{task}:recurrent", {}))
+    cell = cell or OPTIONS["model.cell"].default_for(task, None)
+    for option in OPTIONS.values():
+        if option.section:
+            put(spec, option.dotted, option.default_for(task, cell))
     if cell is not None:
-        table["model.cell"] = cell
-    for dotted, value in table.items():
-        section, key = dotted.split(".", 1)
-        setattr(getattr(spec, section), key, value)
+        spec.model.cell = cell
     return spec
 
 
+# ---- types -------------------------------------------------------------------------------------
 def _allowed(types_: tuple) -> str:
     return " or ".join(sorted({"null" if t is type(None) else t.__name__ for t in types_}))
 
 
-def _coerce(where: str, value: Any, annotation: str | type) -> Any:
-    """Check a value against a field's annotation (str | int | float | bool | None | list)."""
-    hint = eval(annotation, {"list": list}) if isinstance(annotation, str) else annotation  # noqa: S307 (our own annotations)
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+def coerce(where: str, value: Any, annotation: Any) -> Any:
+    """Check a value against a field's type (str | int | float | bool | None | list)."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
     if value is None:
         if type(None) in options:
             return None
@@ -201,6 +362,29 @@ def _coerce(where: str, value: Any, annotation: str | type) -> Any:
     raise UsageError(f"{where}: expected {_allowed(tuple(typing.get_origin(t) or t for t in options))}, got {value!r}")
 
 
+# ---- from YAML ---------------------------------------------------------------------------------
+def _renamed(raw: dict) -> dict:
+    """Old key names (output.dir, translate.target) read as their new ones."""
+    raw = dict(raw)
+    for old, new in LEGACY_KEYS.items():
+        section, key = old.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raw[section] = {(new.split(".")[1] if k == key else k): v for k, v in raw[section].items()}
+    return raw
+
+
+def given_keys(raw: Any) -> set[str]:
+    """The dotted options a raw spec mapping sets."""
+    if not isinstance(raw, dict):
+        return set()
+    raw = _renamed(raw)
+    keys = {"task"} if "task" in raw else set()
+    for section in SECTIONS:
+        if isinstance(raw.get(section), dict):
+            keys |= {f"{section}.{key}" for key in raw[section]}
+    return keys
+
+
 def from_dict(raw: Any, source: str = "spec", task: str | None = None, cell: str | None = None) -> RunSpec:
     """Build a RunSpec from nested dicts, rejecting unknown keys and wrong types by name.
 
@@ -214,23 +398,25 @@ def from_dict(raw: Any, source: str = "spec", task: str | None = None, cell: str
     if unknown:
         key = sorted(map(str, unknown))[0]
         raise UsageError(f"{source}: unknown key '{key}'; allowed: task, {', '.join(SECTIONS)}")
-    raw_task = _coerce(f"{source}: task", raw["task"], "str") if "task" in raw else None
+    raw = _renamed(raw)
+    raw_task = coerce(f"{source}: task", raw["task"], str) if "task" in raw else None
     raw_model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
     raw_cell = raw_model.get("cell") if isinstance(raw_model.get("cell"), str) else None
     spec = spec_defaults(task or raw_task or "lm", cell or raw_cell)
     if raw_task is not None:
         spec.task = raw_task
-    for name, cls in _SECTION_CLASSES.items():
+    for name in SECTIONS:
         section = raw.get(name)
         if section is None:
             continue
         if not isinstance(section, dict):
             raise UsageError(f"{source}: section '{name}' must be a mapping")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
         for key, value in section.items():
-            if key not in fields:
-                raise UsageError(f"{source}: unknown key '{name}.{key}'; allowed: {', '.join(fields)}")
-            setattr(getattr(spec, name), key, _coerce(f"{source}: {name}.{key}", value, fields[key].type))
+            option = OPTIONS.get(f"{name}.{key}")
+            if option is None:
+                allowed = ", ".join(o.name for o in OPTIONS.values() if o.section == name)
+                raise UsageError(f"{source}: unknown key '{name}.{key}'; allowed: {allowed}")
+            put(spec, option.dotted, coerce(f"{source}: {option.dotted}", value, option.annotation))
     try:
         validate(spec)
     except UsageError as exc:
@@ -249,9 +435,8 @@ _SpecLoader.add_implicit_resolver(
 )
 
 
-def load_spec(path: str | Path, task: str | None = None, cell: str | None = None) -> RunSpec:
-    """Read a YAML spec. Relative corpus/output paths are resolved against the spec's folder.
-    `task`/`cell` (from flags) pick the defaults, as in from_dict."""
+def read_spec_file(path: str | Path) -> Any:
+    """The parsed YAML of a spec file (not yet checked against the options)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -260,7 +445,7 @@ def load_spec(path: str | Path, task: str | None = None, cell: str | None = None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read spec file {path}: {exc}") from None
     try:
-        raw = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader subclass)
     except RecursionError:
         raise UsageError(f"{path}: bad YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
@@ -268,159 +453,174 @@ def load_spec(path: str | Path, task: str | None = None, cell: str | None = None
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise UsageError(f"{path}: bad YAML{where}: {problem}") from None
+
+
+def load_spec(path: str | Path, task: str | None = None, cell: str | None = None, raw: Any = None) -> RunSpec:
+    """Read a YAML spec. Relative corpus/output paths are resolved against the spec's folder.
+    `task`/`cell` (from flags) pick the defaults, as in from_dict."""
+    path = Path(path)
+    raw = read_spec_file(path) if raw is None else raw
     spec = from_dict(raw, source=str(path), task=task, cell=cell)
-    _resolve_relative(spec, raw or {}, path.parent)
+    _resolve_relative(spec, _renamed(raw) if isinstance(raw, dict) else {}, path.parent)
     return spec
 
 
 def _resolve_relative(spec: RunSpec, raw: dict, base: Path) -> None:
     """Paths written in a spec are relative to the spec file, not to the working directory."""
-    corpus = spec.data.corpus
-    if corpus and corpus != "-" and not Path(corpus).is_absolute():
-        if "/" in corpus or (base / corpus).exists():  # otherwise a catalog name
-            spec.data.corpus = str((base / corpus).resolve())
-    target = spec.translate.target
-    if target and target != "-" and not Path(target).is_absolute() and ("/" in target or (base / target).exists()):
-        spec.translate.target = str((base / target).resolve())
+    for dotted in ("data.corpus", "translate.tgt"):
+        value = get(spec, dotted)
+        if value and value != "-" and not Path(value).is_absolute():
+            if "/" in value or (base / value).exists():  # otherwise a catalog name
+                put(spec, dotted, str((base / value).resolve()))
     written = (raw.get("output") or {}) if isinstance(raw.get("output"), dict) else {}
-    for key in ("dir", "runs_root"):
+    for key in ("out", "runs_root"):
         value = getattr(spec.output, key)
         if key in written and value and not Path(value).is_absolute():
             setattr(spec.output, key, str((base / value).resolve()))
 
 
-def apply_overrides(spec: RunSpec, overrides: dict[str, Any]) -> RunSpec:
-    """Apply dotted-path overrides ('model.cell': 'lstm'); None values mean 'flag not given'."""
-    for dotted, value in overrides.items():
+# ---- from flags --------------------------------------------------------------------------------
+def split_flags(flags: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """Flag values by dotted option -> (overrides, options to clear); None means 'not given' and 0
+    means 'none' for the optional limits; command-line text of list options is parsed."""
+    overrides, clear = {}, set()
+    for dotted, value in flags.items():
         if value is None:
             continue
-        if dotted == "task":
-            spec.task = value
-            continue
-        section, key = dotted.split(".", 1)
-        fields = {f.name: f for f in dataclasses.fields(_SECTION_CLASSES[section])}
-        setattr(getattr(spec, section), key, _coerce(f"--{key.replace('_', '-')}", value, fields[key].type))
+        option = OPTIONS[dotted]
+        if option.opt.parse and isinstance(value, str):
+            value = option.opt.parse(value)
+        if option.opt.zero_means_none and value == 0:
+            clear.add(dotted)
+        else:
+            overrides[dotted] = value
+    return overrides, clear
+
+
+def apply_overrides(spec: RunSpec, overrides: dict[str, Any], clear: set[str] = frozenset()) -> RunSpec:
+    """Apply dotted-path overrides ('model.cell': 'lstm'); None values mean 'flag not given'.
+    Options in `clear` become None ('--clip 0': no clipping)."""
+    for dotted, value in overrides.items():
+        if value is not None:
+            option = OPTIONS[dotted]
+            put(spec, dotted, coerce(option.flag, value, option.annotation))
+    for dotted in clear:
+        put(spec, dotted, None)
     validate(spec)
     return spec
 
 
-def clear_fields(spec: RunSpec, dotted: set[str]) -> RunSpec:
-    """Set optional fields to None ('--clip 0': no clipping)."""
-    for name in dotted:
-        section, key = name.split(".", 1)
-        setattr(getattr(spec, section), key, None)
+def refuse_unused(task: str, given: set[str], where: Callable[[str], str]) -> None:
+    """An option the task does not read is an error, not a silent no-op."""
+    for option in OPTIONS.values():
+        if option.dotted in given and task not in option.opt.tasks:
+            users = " and ".join(option.opt.tasks)
+            raise UsageError(f"{where(option.dotted)} does not apply to task {task} (it is used by {users})")
+
+
+def infer_task(corpus: str | None, target: str | None) -> str:
+    """The task a run means when none is named: translation for sentence pairs, else a language model."""
+    from seqtool.translate.pairs import looks_like_pairs
+
+    return "translate" if target is not None or looks_like_pairs(corpus) else "lm"
+
+
+def resolve_spec(spec_path: str | Path | None, corpus: str | None, flags: dict[str, Any], task: str | None = None,
+                 src: str | None = None) -> RunSpec:
+    """The spec a command means: defaults (of its task and model) < spec file < flags.
+
+    `flags` maps dotted options to flag values (None: not given). The task is the flag's, else the
+    spec file's, else `task`, else inferred from the data. Options the task does not read are refused,
+    in the file and on the command line alike. `src` is the source side of a translation (with --tgt).
+    """
+    if src is not None:
+        if corpus is not None:
+            raise UsageError("give the corpus either as CORPUS or as --src/--tgt, not both")
+        if flags.get("translate.tgt") is None:
+            raise UsageError("--src needs --tgt (the aligned target-side file)")
+        corpus = src
+    overrides, clear = split_flags(flags)
+    raw = read_spec_file(spec_path) if spec_path else {}
+    raw_task = raw.get("task") if isinstance(raw, dict) else None
+    cell = overrides.get("model.cell")
+    if corpus is not None:
+        overrides["data.corpus"] = corpus
+    chosen = overrides.get("task") or (raw_task if isinstance(raw_task, str) else None) or task
+    if chosen is None:  # peek at the data the flags or the file name
+        probe = load_spec(spec_path, "lm", cell, raw) if spec_path else spec_defaults("lm", cell)
+        corpus_of = overrides.get("data.corpus", probe.data.corpus)
+        chosen = infer_task(corpus_of, overrides.get("translate.tgt", probe.translate.tgt))
+    spec = load_spec(spec_path, chosen, cell, raw) if spec_path else spec_defaults(chosen, cell)
+    spec.task = chosen
+    apply_overrides(spec, overrides, clear)
+    if spec_path:
+        refuse_unused(spec.task, given_keys(raw), lambda dotted: f"{spec_path}: {dotted}")
+    refuse_unused(spec.task, set(overrides) | clear, lambda dotted: OPTIONS[dotted].flag)
     return spec
 
 
-def check_encoding(where: str, encoding: str) -> None:
-    """A text encoding Python knows (refused up front, not after the corpus is read)."""
-    try:
-        info = codecs.lookup(encoding)
-    except (LookupError, TypeError, ValueError):
-        raise UsageError(f"{where}: unknown encoding {encoding!r} (e.g. utf-8, latin-1, utf-16, cp1252)") from None
-    if not getattr(info, "_is_text_encoding", True):
-        raise UsageError(f"{where}: {encoding!r} is not a text encoding")
-
-
+# ---- values ------------------------------------------------------------------------------------
 def _choice(where: str, value: str, options: tuple) -> None:
     if value not in options:
         raise UsageError(f"{where}: {value!r} is not one of {', '.join(options)}")
 
 
-#: upper bounds that keep a typo from crashing torch (thread creation) or overflowing a seed
-MAX_THREADS = 1024
-MAX_SEED = 2**32 - 1
-MAX_SIZE = 2**31 - 1  # tensor dimensions beyond this overflow inside torch
-
-
-def _sane_values(spec: RunSpec) -> None:
-    """nan or inf in a numeric field would only show up later as a non-finite loss or a crash; a NUL
-    character in a string (a path) as a crash of the OS call that gets it."""
-    for section in _SECTION_CLASSES:
-        for key, value in vars(getattr(spec, section)).items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise UsageError(f"{section}.{key} must be a finite number, got {value}")
-            if isinstance(value, str) and "\x00" in value:
-                raise UsageError(f"{section}.{key} must not contain a NUL character")
-
-
-def _positive(where: str, value, allow_zero: bool = False) -> None:
-    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-        raise UsageError(f"{where} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+def _in_range(where: str, value: float, o: Opt) -> None:
+    too_low = o.low is not None and (value < o.low or (o.low_open and value == o.low))
+    too_high = o.high is not None and (value > o.high or (o.high_open and value == o.high))
+    if not (too_low or too_high):
+        return
+    num = lambda x: f"{x:g}" if isinstance(x, float) and not float(x).is_integer() else str(int(x))  # noqa: E731
+    if o.low is not None and o.high is not None and o.high not in (MAX_SIZE, MAX_THREADS):  # a real interval
+        raise UsageError(f"{where} must be in {'(' if o.low_open else '['}{num(o.low)}, {num(o.high)}{')' if o.high_open else ']'}, got {value}")
+    if too_low:
+        raise UsageError(f"{where} must be {'>' if o.low_open else '>='} {num(o.low)}, got {value}")
+    raise UsageError(f"{where} must be <= {num(o.high)}, got {value}")
 
 
 def validate(spec: RunSpec) -> None:
-    """Value checks shared by every task; tasks check their own combinations."""
-    _choice("task", spec.task, TASKS)
-    _sane_values(spec)
-    d, m, t = spec.data, spec.model, spec.train
-    _choice("data.level", d.level, ("char", "word"))
-    _choice("data.clean", d.clean, ("letters", "lower", "none"))
-    _choice("data.sampling", d.sampling, ("random", "sequential"))
-    _choice("data.encoding_errors", d.encoding_errors, ("strict", "replace", "ignore"))
-    check_encoding("data.encoding", d.encoding)
-    _positive("data.steps", d.steps)
-    _positive("data.min_freq", d.min_freq, allow_zero=True)
-    if not 0.0 <= d.val_fraction < 1.0:
-        raise UsageError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
-    _choice("model.cell", m.cell, (*RECURRENT_CELLS, "mlp"))
-    if m.cell == "mlp" and spec.task != "forecast":
+    """Every option's own checks (choices, range, finite, no NUL); tasks check their combinations."""
+    for option in OPTIONS.values():
+        value, where, o = get(spec, option.dotted), option.dotted, option.opt
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{where} must be a finite number, got {value}")
+        if isinstance(value, str) and "\x00" in value:
+            raise UsageError(f"{where} must not contain a NUL character")
+        if o.choices:
+            _choice(where, value, o.choices)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _in_range(where, value, o)
+        if o.check is not None:
+            o.check(where, value)
+    if spec.model.cell == "mlp" and spec.task != "forecast":
         raise UsageError(f"model.cell 'mlp' is only for forecasting; task {spec.task} needs rnn, gru or lstm")
-    _choice("model.impl", m.impl, ("fused", "scratch"))
-    _choice("model.init", m.init, ("default", "orthogonal"))
-    _positive("model.hidden", m.hidden)
-    _positive("model.layers", m.layers)
-    _positive("model.embed", m.embed, allow_zero=True)
-    if not 0.0 <= m.dropout < 1.0:
-        raise UsageError(f"model.dropout must be in [0, 1), got {m.dropout}")
-    _choice("train.optimizer", t.optimizer, ("sgd", "adam", "adamw"))
-    _choice("train.schedule", t.schedule, ("none", "cosine", "step", "plateau"))
-    _choice("train.truncation", t.truncation, ("fixed", "random", "full"))
-    _choice("train.device", t.device, ("auto", "cpu", "cuda"))
-    _choice("train.on_nan", t.on_nan, ("stop", "skip", "rollback"))
-    _choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
-    _positive("train.batch", t.batch)
-    _positive("train.epochs", t.epochs)
-    _positive("train.lr", t.lr)
-    _positive("train.max_seconds", t.max_seconds)
-    _positive("train.max_tokens", t.max_tokens)
-    _positive("train.clip", t.clip)
-    _positive("train.threads", t.threads)
-    for where, value in (("data.steps", d.steps), ("data.min_freq", d.min_freq), ("model.hidden", m.hidden), ("model.layers", m.layers),
-                         ("model.embed", m.embed), ("train.batch", t.batch)):
-        if value > MAX_SIZE:
-            raise UsageError(f"{where} must be <= {MAX_SIZE}, got {value}")
-    if t.threads is not None and t.threads > MAX_THREADS:
-        raise UsageError(f"train.threads must be <= {MAX_THREADS}, got {t.threads}")
-    if not 0 <= t.seed <= MAX_SEED:
-        raise UsageError(f"train.seed must be in [0, {MAX_SEED}], got {t.seed}")
-    _positive("train.patience", t.patience)
-    _positive("train.warmup", t.warmup, allow_zero=True)
-    _positive("train.weight_decay", t.weight_decay, allow_zero=True)
-    _validate_forecast(spec.forecast)
-    _validate_translate(spec.translate)
 
 
-def _validate_forecast(f: ForecastSpec) -> None:
-    if f.synthetic is not None:
-        _choice("forecast.synthetic", f.synthetic, ("sine",))
-    _choice("forecast.fill", f.fill, ("none", "ffill", "interpolate"))
-    _positive("forecast.length", f.length)
-    _positive("forecast.noise", f.noise, allow_zero=True)
-    _positive("forecast.difference", f.difference, allow_zero=True)
-    _positive("forecast.tau", f.tau)
-    _positive("forecast.n_train", f.n_train)
-    _positive("forecast.train_horizon", f.train_horizon)
-    _positive("forecast.season", f.season)
-    _positive("forecast.horizon", f.horizon, allow_zero=True)
-    if not f.k or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in f.k):
-        raise UsageError(f"forecast.k must be a non-empty list of positive integers, got {f.k!r}")
+# ---- documentation -----------------------------------------------------------------------------
+def _yaml_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _validate_translate(tr: TranslateSpec) -> None:
-    _choice("translate.attention", tr.attention, ("none", "additive"))
-    _positive("translate.max_len", tr.max_len)
-    _positive("translate.beam", tr.beam)
-    _positive("translate.length_penalty", tr.length_penalty, allow_zero=True)
-    if not 0.0 <= tr.label_smoothing < 1.0:
-        raise UsageError(f"translate.label_smoothing must be in [0, 1), got {tr.label_smoothing}")
+def options_markdown() -> str:
+    """The README's option table, made from the declarations (a test keeps the README equal to it)."""
+    lines = ["| YAML key | flag | default | tasks | meaning |", "|---|---|---|---|---|"]
+    for o in OPTIONS.values():
+        flag = "CORPUS (argument)" if o.opt.argument else ", ".join(f"`{n}`" for n in (o.flag, *o.opt.aliases))
+        default = f"`{_yaml_value(o.default)}`"
+        others = [f"{t}: `{_yaml_value(v)}`" for t, v in o.opt.by_task.items()]
+        if others:
+            default += " (" + "; ".join(others) + ")"
+        tasks = "all" if set(o.opt.tasks) == set(TASKS) else ", ".join(o.opt.tasks)
+        meaning = o.opt.help.replace("|", "\\|")
+        if o.opt.resumable:
+            meaning += " A resume may change it."
+        lines.append(f"| `{o.dotted}` | {flag} | {default} | {tasks} | {meaning} |")
+    return "\n".join(lines) + "\n"

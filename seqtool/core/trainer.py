@@ -18,7 +18,6 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -29,18 +28,13 @@ from seqtool.core import distributed
 from seqtool.core.accel import Precision, fused_optimizers, maybe_compile, pinned
 from seqtool.core.device import describe
 from seqtool.core.errors import SeqtoolError, UsageError
-from seqtool.core.faults import CHECK_EVERY, MAX_ROLLBACKS, SkipGuard, all_finite, nonfinite_error, resource_error, rollback_limit_error
+from seqtool.core.epoch import EpochSums
+from seqtool.core.faults import MAX_ROLLBACKS, NanPolicy, all_finite, nonfinite_error, resource_error, rollback_limit_error
 from seqtool.nn.stack import detach_state
-from seqtool.core.progress import Reporter
-from seqtool.core.run import RunDir, check_complete, load_checkpoint, save_checkpoint
-from seqtool.core.spec import RunSpec, apply_overrides, clear_fields, from_dict
-from seqtool.core.task import get_task_class
+from seqtool.core.progress import Reporter, Throttle
+from seqtool.core.run import RunDir, load_checkpoint, save_checkpoint
+from seqtool.core.spec import RunSpec
 from seqtool.core.task import Task
-
-#: train fields a resumed run may change (budgets and where it runs); the rest would change the run
-RESUMABLE_OVERRIDES = {"train.epochs", "train.max_seconds", "train.max_tokens", "train.patience", "train.device", "train.threads",
-                       "train.on_nan", "train.precision", "train.compile"}
-
 
 class Interrupted(SeqtoolError):
     """Training stopped on SIGINT/SIGTERM after saving a checkpoint."""
@@ -177,6 +171,7 @@ class Trainer:
         self.train_model = maybe_compile(self.dist.wrap(self.model), spec.train.compile, self.device,
                                          warn=None if self.dist.is_main else (lambda message: None))
         self.state = TrainState()
+        self.nan = NanPolicy(spec.train.on_nan)
         self.carry = None
         self.callbacks: list[Callable[["Trainer"], None]] = []
         self._stop_signal: int | None = None
@@ -188,7 +183,7 @@ class Trainer:
     def _payload(self) -> dict:
         return {
             "task": self.task.name,
-            "spec": self.spec.to_dict(),
+            "spec": self.spec.with_absolute_paths().to_dict(only_used=True),
             "task_state": self.task.task_state(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -238,7 +233,8 @@ class Trainer:
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise SeqtoolError(f"{self.run.checkpoint('last')} is a damaged checkpoint ({detail})") from None
-        self.run.truncate_metrics(self.state.epoch)
+        if self.dist.is_main:  # [ddp] rank 0 alone writes the run directory
+            self.run.truncate_metrics(self.state.epoch)
 
     # ---- budget ------------------------------------------------------------------------------
     def fraction_done(self) -> float:
@@ -286,10 +282,32 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------
     def fit(self) -> dict:
-        self.run.acquire()  # held already unless fit() runs again on this Trainer
+        """Train until a budget, the epochs or patience run out; returns the run's summary (report.json)."""
+        if self.dist.is_main:  # [ddp] rank 0 holds the run's lock for the job
+            self.run.acquire()  # held already unless fit() runs again on this Trainer
         previous = self._install_signals()
         try:
-            return self._fit()
+            self._record_start()
+            if not self.dist.on_main(lambda: self.run.checkpoint("last").exists()):  # [ddp] rank 0's disk decides
+                self.save(("last",))  # a step-0 checkpoint: resumable (and a rollback target) from the start
+            self.reporter.start(f"train {self.task.name}", total=1.0)
+            self._wall0, self._elapsed0 = time.perf_counter(), self.state.elapsed
+            self.throttle = Throttle(self.reporter, self.state.items, self._wall0)
+            while self.state.epoch < self.spec.train.epochs and self._budget_left() and not self.state.done:
+                sums, stopped = self.train_epoch()
+                bad = self._first_nonfinite_step(sums)
+                if bad is not None and self.spec.train.on_nan == "rollback":
+                    self._rollback(bad)
+                    continue
+                if bad is not None:
+                    self._nonfinite(bad)
+                if stopped:
+                    self.state.partial = sums
+                    self.save(("last",))
+                    return self._interrupted()
+                self.end_epoch(sums)
+            self.reporter.stop()
+            return self.finish()
         except (RuntimeError, MemoryError) as exc:
             raise resource_error(exc, f"at step {self.state.global_step}") or exc
         finally:
@@ -298,136 +316,107 @@ class Trainer:
             self.reporter.stop()
             self.run.release()
 
-    def _fit(self) -> dict:
-        spec, task, s = self.spec, self.task, self.state
-        t = spec.train
-        self.run.write_text("spec.yaml", spec.to_yaml())
+    def train_epoch(self) -> tuple[dict, bool]:
+        """Steps through the rest of the current epoch -> (its sums, stopped by a signal)."""
+        s = self.state
+        self.model.train()
+        sums = EpochSums(self.device, s.partial if self.dist.is_main else None, skipped=int((s.partial or {}).get("skipped", 0)),
+                         steps=int((s.partial or {}).get("steps", s.step_in_epoch)))
+        if s.step_in_epoch == 0:
+            self.carry = None
+        self.dist.start_epoch(s.elapsed)
+        generator = torch.Generator().manual_seed(self.spec.train.seed * 1_000_003 + s.epoch)
+        # [ddp] this process's rows of every batch; [gpu] pinned for non-blocking copies
+        batches = pinned(self.dist.shard_batches(self.task.train_batches(s.epoch, generator), self.task.shard_batch, self.task.batch_dim),
+                         self.device)
+        stopped = False
+        for index, batch in enumerate(batches):
+            if index < s.step_in_epoch:
+                continue  # a resumed epoch replays the same order up to where it stopped
+            count = self.step(batch, sums)
+            s.step_in_epoch = index + 1
+            if self._after_step(count, sums):
+                stopped = True
+                break
+            if not self._budget_left() or (self.nan.check_now(s.global_step) and self.dist.any(sums.bad_step >= 0)):
+                break
+        s.items += self.dist.flush()  # [ddp] items of steps not agreed on yet (CUDA)
+        return sums.reduce(self.dist), stopped
+
+    def step(self, batch, sums: EpochSums):
+        """One optimizer step on one batch; returns the items it trained on (0 when skipped)."""
+        s, t = self.state, self.spec.train
+        started = time.perf_counter()
+        for group in self.optimizer.param_groups:
+            group["lr"] = t.lr * s.lr_scale * lr_factor(self.spec, self.fraction_done(), s.global_step, s.plateau_scale)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.precision.autocast():  # [gpu] no-op for fp32
+            loss, count, self.carry = self.task.train_backward(self.train_model, batch, self.carry, self.device, self._backward)
+        self.carry = detach_state(self.carry)
+        self.precision.unscale(self.optimizer)  # [gpu] fp16: true gradient sizes before clipping
+        norm = self.precision.finite_norm(_grad_norm(self.params, t.clip))
+        loss = loss.detach()
+        finite = torch.isfinite(loss) & torch.isfinite(norm)
+        if self.nan.skip(finite, self.dist, s.global_step):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.carry = None  # the carried state may be what went wrong
+            sums.skipped += 1
+            count = 0  # a skipped batch trained nothing
+        else:
+            self.precision.step(self.optimizer)
+            sums.add(loss, count, norm, finite, s.global_step, t.clip)
+        s.global_step += 1
+        s.train_seconds += time.perf_counter() - started
+        return count
+
+    def _after_step(self, count, sums: EpochSums) -> bool:
+        """Budgets, callbacks and the display after a step; True when a signal asks to stop."""
+        s, now = self.state, time.perf_counter()
+        # [ddp] global items, one elapsed time and one stop decision for all processes
+        items, s.elapsed, stop = self.dist.agree(count, self._elapsed0 + now - self._wall0, self._stop_signal is not None)
+        s.items += items  # (one process: tensor counts sync here)
+        for callback in self.callbacks:
+            callback(self)
+        self.throttle.tick(now, s.items, self.fraction_done(), lambda rate: self._status(sums.mean_loss(), rate))
+        return self.dist.stop_now(stop, self._stop_signal is not None)  # [ddp] only an agreed stop
+
+    def _first_nonfinite_step(self, sums: dict) -> int | None:
+        bad = int(sums["bad_step"])
+        if bad < 0 and not all_finite(self.params):  # weights overflowed on a finite update
+            bad = self.state.global_step - 1
+        return bad if bad >= 0 else None
+
+    def end_epoch(self, sums: dict) -> None:
+        """Evaluate, log, keep the best, checkpoint."""
+        s = self.state
+        s.epoch, s.step_in_epoch, s.partial = s.epoch + 1, 0, {}
+        self.carry = None
+        metrics = self.dist.on_main(lambda: self.task.evaluate(self.model, self.device))  # [ddp] rank 0 evaluates
+        s.elapsed = self.dist.same_time(self._elapsed0 + time.perf_counter() - self._wall0)  # [ddp] the mean of the clocks
+        row = self._metrics_row(sums, metrics)
+        improved = self._track_best(metrics)
+        if self.dist.is_main:
+            self.run.append_metrics(row)
+        self.reporter.log(self._epoch_line(row))
+        if self.spec.train.patience is not None and s.bad_epochs >= self.spec.train.patience:
+            s.done = True
+        self.save(("last", "best") if improved else ("last",))
+
+    def _record_start(self) -> None:
+        """spec.yaml and run.json (with the history of starts and resumes)."""
+        s = self.state
+        if not self.dist.is_main:  # [ddp] rank 0 writes
+            return
+        self.run.write_text("spec.yaml", self.spec.with_absolute_paths().to_yaml(only_used=True))
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         history = self.run.read_json("run.json").get("history", [])
         history.append({"command": self.command, "started": started, "from_step": s.global_step})
         self.run.write_json("run.json", {
-            "command": self.command,
-            "cwd": os.getcwd(),
-            "device": describe(self.device),
+            "command": self.command, "cwd": os.getcwd(), "device": describe(self.device),
             "processes": self.dist.world,  # [ddp]
-            "versions": versions(),
-            "host": platform.node(),
-            "started": started,
-            "resumed_from_epoch": s.epoch if s.global_step else None,
-            "history": history,
+            "versions": versions(), "host": platform.node(), "started": started,
+            "resumed_from_epoch": s.epoch if s.global_step else None, "history": history,
         })
-        # a step-0 checkpoint: resumable (and a rollback target) from the start ([ddp] rank 0's disk decides)
-        if not self.dist.on_main(lambda: self.run.checkpoint("last").exists()):
-            self.save(("last",))
-        self.reporter.start(f"train {task.name}", total=1.0)
-        wall0, elapsed0 = time.perf_counter(), s.elapsed
-        last_refresh, refresh_items, refresh_time = 0.0, s.items, time.perf_counter()
-        zero = torch.zeros((), device=self.device)
-        while s.epoch < t.epochs and self._budget_left() and not s.done:
-            self.model.train()
-            generator = torch.Generator().manual_seed(t.seed * 1_000_003 + s.epoch)
-            # [ddp] a resumed epoch's partial sums are global: one process takes them up
-            sums = {k: torch.tensor(v, device=self.device) for k, v in ((s.partial or {}) if self.dist.is_main else {}).items()}
-            loss_sum = sums.get("loss", zero.clone())
-            count_sum = sums.get("count", zero.clone())
-            norm_sum = sums.get("norm", zero.clone())
-            clipped = sums.get("clipped", zero.clone())
-            bad_step = sums.get("bad_step", zero.clone() - 1)
-            skipped, skips = int((s.partial or {}).get("skipped", 0)), SkipGuard()
-            epoch_steps = s.step_in_epoch
-            if s.step_in_epoch == 0:
-                self.carry = None
-            stopped = False
-            self.dist.start_epoch(s.elapsed)
-            # [ddp] this process's rows of every batch; [gpu] pinned for non-blocking copies
-            batches = pinned(self.dist.shard_batches(task.train_batches(s.epoch, generator), task.shard_batch, task.batch_dim), self.device)
-            for index, batch in enumerate(batches):
-                if index < s.step_in_epoch:
-                    continue
-                step_t0 = time.perf_counter()
-                for group in self.optimizer.param_groups:
-                    group["lr"] = t.lr * s.lr_scale * lr_factor(spec, self.fraction_done(), s.global_step, s.plateau_scale)
-                self.optimizer.zero_grad(set_to_none=True)
-                with self.precision.autocast():  # [gpu] no-op for fp32
-                    loss, count, self.carry = task.train_backward(self.train_model, batch, self.carry, self.device, self._backward)
-                self.carry = detach_state(self.carry)
-                self.precision.unscale(self.optimizer)  # [gpu] fp16: true gradient sizes before clipping
-                norm = self.precision.finite_norm(_grad_norm(self.params, t.clip))
-                loss = loss.detach()
-                finite = torch.isfinite(loss) & torch.isfinite(norm)
-                # skipping needs this one host sync per step ([ddp] and all processes skip together)
-                if t.on_nan == "skip" and self.dist.any(~finite):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.carry = None  # the carried state may be what went wrong
-                    skips.skipped(s.global_step)
-                    skipped += 1
-                    count = 0  # a skipped batch trained nothing
-                else:
-                    skips.ok()
-                    self.precision.step(self.optimizer)
-                    bad_step = torch.where((bad_step < 0) & ~finite, float(s.global_step), bad_step)
-                    loss_sum += loss * count
-                    count_sum += count
-                    norm_sum += norm
-                    if t.clip is not None:
-                        clipped += (norm > t.clip).to(clipped.dtype)
-                    epoch_steps += 1
-                s.step_in_epoch = index + 1
-                s.global_step += 1
-                now = time.perf_counter()
-                s.train_seconds += now - step_t0
-                # [ddp] global items, one elapsed time and one stop decision for all processes
-                items, s.elapsed, stop = self.dist.agree(count, elapsed0 + now - wall0, self._stop_signal is not None)
-                s.items += items  # (one process: tensor counts sync here)
-                for callback in self.callbacks:
-                    callback(self)
-                if self.reporter.live and now - last_refresh > 0.25:
-                    mean = float(loss_sum / count_sum.clamp_min(1))
-                    rate = (s.items - refresh_items) / max(now - refresh_time, 1e-9)
-                    refresh_items, refresh_time, last_refresh = s.items, now, now
-                    self.reporter.update(self.fraction_done(), self._status(mean, rate))
-                if self.dist.stop_now(stop, self._stop_signal is not None):  # [ddp] only an agreed stop
-                    stopped = True
-                    break
-                if not self._budget_left():
-                    break
-                if t.on_nan != "skip" and s.global_step % CHECK_EVERY == 0 and self.dist.any(bad_step >= 0):
-                    break  # no point training on from a non-finite model
-            s.items += self.dist.flush()  # [ddp] tokens of steps not agreed on yet (CUDA)
-            reduced = self.dist.reduce_sums({"loss": loss_sum, "count": count_sum, "bad_step": bad_step})  # [ddp]
-            partial_sums = {
-                "loss": float(reduced["loss"]), "count": float(reduced["count"]), "norm": float(norm_sum),
-                "clipped": float(clipped), "bad_step": float(reduced["bad_step"]), "skipped": skipped,
-            }
-            bad = int(partial_sums["bad_step"])
-            if bad < 0 and not all_finite(self.params):  # weights overflowed on a finite update
-                bad = s.global_step - 1
-            if bad >= 0:
-                if t.on_nan == "rollback":
-                    self._rollback(bad)
-                    s = self.state
-                    continue
-                self._nonfinite(bad)
-            if stopped:
-                s.partial = partial_sums
-                self.save(("last",))
-                return self._interrupted()
-            # epoch (or budget) ends: evaluate, log, checkpoint
-            s.epoch += 1
-            s.step_in_epoch = 0
-            s.partial = {}
-            self.carry = None
-            metrics = self.dist.on_main(lambda: task.evaluate(self.model, self.device))  # [ddp] rank 0 evaluates
-            s.elapsed = self.dist.same_time(elapsed0 + time.perf_counter() - wall0)  # [ddp] the mean of the clocks
-            row = self._metrics_row(partial_sums, epoch_steps, metrics)
-            improved = self._track_best(metrics)
-            self.run.append_metrics(row)
-            self.reporter.log(self._epoch_line(row))
-            if t.patience is not None and s.bad_epochs >= t.patience:
-                s.done = True
-            self.save(("last", "best") if improved else ("last",))
-        self.reporter.stop()
-        return self.finish()
 
     def finish(self) -> dict:
         """Write report.json/.md and plots for the run as it stands; returns the summary."""
@@ -450,8 +439,8 @@ class Trainer:
         ppl = f"  ppl {math.exp(min(mean_loss, 50)):.2f}" if self.task.loss_is_nll else ""
         return f"loss {mean_loss:.4g}{ppl}  {rate:,.0f} {self.task.unit}/s"
 
-    def _metrics_row(self, sums: dict, steps: int, metrics: dict) -> dict:
-        s = self.state
+    def _metrics_row(self, sums: dict, metrics: dict) -> dict:
+        s, steps = self.state, sums["steps"]
         count = max(sums["count"], 1.0)
         train_loss = sums["loss"] / count
         row = {
@@ -522,77 +511,3 @@ class Trainer:
             "command": self.command,
             "versions": versions(),
         }
-
-
-def start_run(spec: RunSpec, *, reporter: Reporter | None = None, command: str = "", task: Task | None = None) -> Trainer:
-    """A Trainer for a new run: prepares the task's data, then creates the run directory."""
-    dist = _join(spec)
-    task = task or get_task_class(spec.task).from_spec(spec)
-    # [ddp] rank 0 creates (and locks) the run directory; the others learn its path and never write to it
-    run = dist.on_main(lambda: RunDir.create(spec.output.dir, spec.output.runs_root, _run_name(spec), overwrite=spec.output.overwrite),
-                       share=lambda r: str(r.path))
-    if not dist.is_main:
-        run = distributed.replica_run_dir(run)
-    try:
-        return Trainer(spec, task, run, reporter=reporter, command=command)
-    except BaseException:
-        run.discard_if_unused(Path(spec.output.runs_root))
-        run.release()
-        raise
-
-
-def resume_run(run_arg: str, overrides: dict, clear: set = frozenset(), *, reporter: Reporter | None = None, command: str = "", corpus: str | None = None) -> Trainer:
-    """A Trainer that continues a run from its last checkpoint (budgets may be extended)."""
-    dist, _ = distributed.setup(overrides.get("train.device") or "auto")
-
-    def open_run() -> tuple[RunDir, dict]:
-        run = RunDir.open(run_arg)
-        try:
-            return run, check_complete(load_checkpoint(run.checkpoint("last")), run.checkpoint("last"), training=True)
-        except BaseException:
-            run.release()
-            raise
-
-    # [ddp] rank 0 opens the run and reads the checkpoint; the others get both (no shared disk needed)
-    run, payload = dist.on_main(open_run, share=lambda opened: (str(opened[0].path), opened[1]))
-    if not dist.is_main:
-        run = distributed.replica_run_dir(run)
-    try:
-        return _resume(run, payload, overrides, clear, reporter=reporter, command=command, corpus=corpus)
-    except BaseException:
-        run.release()
-        raise
-
-
-def _join(spec: RunSpec) -> distributed.Dist:
-    """[ddp] Join torchrun's process group (nothing to do in one process)."""
-    dist, _ = distributed.setup(spec.train.device)
-    dist.check_batch(spec.train.batch)
-    if dist.active and spec.data.corpus == "-":
-        raise UsageError("several processes cannot share standard input: save the corpus to a file and pass its path")
-    return dist
-
-
-def _resume(run: RunDir, payload: dict, overrides: dict, clear: set, *, reporter, command: str, corpus: str | None) -> Trainer:
-    spec = from_dict(payload["spec"], source=str(run.checkpoint("last")))
-    if spec.task != payload.get("task"):
-        raise SeqtoolError(f"{run.checkpoint('last')} is damaged: it holds a {payload.get('task')!r} model but a {spec.task!r} spec")
-    changed = ({k for k, v in overrides.items() if v is not None} | set(clear)) - RESUMABLE_OVERRIDES
-    if changed:
-        names = ", ".join("--" + k.split(".", 1)[-1].replace("_", "-") for k in sorted(changed))
-        raise UsageError(f"--resume continues a run as it was specified; these flags would change it: {names}")
-    apply_overrides(spec, overrides)
-    clear_fields(spec, set(clear))
-    if corpus is not None:
-        spec.data.corpus = corpus
-    if spec.data.corpus == "-" and corpus is None:
-        raise UsageError("this run was trained from standard input; pass the same data again to resume it")
-    _join(spec)
-    task = get_task_class(spec.task).from_spec(spec)
-    if task.task_state() != payload["task_state"]:
-        raise SeqtoolError("the data given to --resume does not match the run's data (vocabulary or preprocessing differ)")
-    return Trainer(spec, task, run, reporter=reporter, command=command, resume=payload)
-
-
-def _run_name(spec: RunSpec) -> str:
-    return f"{spec.task}-{spec.model.cell}"

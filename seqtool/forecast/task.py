@@ -52,7 +52,6 @@ class ForecastTask(Task):
         self.series, self.transform = series, transform
         self.n_train, self.season, self.context = n_train, season, context
         self.recurrent = spec.model.cell != "mlp"
-        self._results: dict | None = None
         self.skipped_k: list[int] = []
         if series is not None:
             self.z = transform.forward(series.values)  # float64, model units; z[i] belongs to x[i + lag]
@@ -158,11 +157,10 @@ class ForecastTask(Task):
 
     # ---- forecasting and evaluation ----------------------------------------------------------
     @torch.no_grad()
-    def forecast_results(self, model: Forecaster, device) -> dict:
-        """Everything the report shows: metrics per k (model, naive, seasonal naive on the same
-        points), the recursive forecast over the test part, and the forecast past the end."""
-        if self._results is not None:
-            return self._results
+    def forecast_results(self, model: Forecaster, device) -> tuple[dict, dict]:
+        """Everything the report shows -> (results, curves to plot): metrics per k (model, naive,
+        seasonal naive on the same points), the recursive forecast over the test part, and the
+        forecast past the end."""
         model.eval()
         f, x, tr = self.spec.forecast, self.series.values, self.transform
         n, n0, m = len(x), self.n_train, self.season
@@ -194,13 +192,11 @@ class ForecastTask(Task):
         if f.horizon:
             ahead = recursive(model, x, n - 1, f.horizon, tr)
             result["horizon"] = [{"time": t, "forecast": float(v)} for t, v in zip(future_times(self.series.times, f.horizon), ahead)]
-        self._curves = curves
-        self._results = result
-        return result
+        return result, curves
 
     def report(self, model, device, run_dir) -> tuple[dict, list[str]]:
         from seqtool.forecast.report import forecast_markdown, forecast_plot
 
-        results = self.forecast_results(model, device)
-        forecast_plot(Path(run_dir) / "forecast.png", self.series, self.n_train, self._curves, results.get("horizon"))
+        results, curves = self.forecast_results(model, device)
+        forecast_plot(Path(run_dir) / "forecast.png", self.series, self.n_train, curves, results.get("horizon"))
         return {"forecast": results}, [forecast_markdown(results), "![series and forecasts](forecast.png)"]

@@ -245,3 +245,25 @@ def plot_grad_flow(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
+
+
+def grad_flow_report(checkpoints: list[str], data: str | None, steps: int, batch: int, plot: str,
+                     device: str = "auto") -> tuple[dict, str]:
+    """`seqtool eval --grad-flow`: gradient flow and singular values of each checkpoint; writes the
+    plot; returns (the JSON result, the text table)."""
+    from seqtool.core.errors import UsageError
+
+    if steps < 1 or batch < 1:
+        raise UsageError("--flow-steps and --flow-batch must be at least 1")
+    if data == "-" and len(checkpoints) > 1:
+        raise UsageError("standard input can be read for one checkpoint only; pass DATA as a file")
+    models = [checkpoint_grad_flow(c, data, steps, batch, device) for c in checkpoints]
+    curves = {m.label: m.flow for m in models}
+    plot_grad_flow(curves, plot, title=f"How far back the gradient reaches (T = {steps})")
+    result = {"steps": steps, "batch": batch, "plot": plot, "models": [m.to_dict() for m in models]}
+    text = "\n".join([
+        f"|d loss_T / d h_t| (last layer, mean over {batch} sequences of {steps} steps; loss at step T only)",
+        format_grad_flow_table(curves), "", "largest singular value of the recurrent weights",
+        format_singular_values({m.label: m.singular_values for m in models}), f"wrote {plot}",
+    ])
+    return result, text

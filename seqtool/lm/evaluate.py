@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 from seqtool.data.corpora import read_text
 from seqtool.core.errors import SeqtoolError
 from seqtool.core.restore import restore
@@ -42,3 +45,15 @@ def evaluate_lm(checkpoint: str | None, data: str | None, device: str = "auto", 
         tokens = task.vocab.decode(ids.tolist())
         rows = [(i + 1, tokens[i + 1], float(v)) for i, v in enumerate(surprisal.tolist())]
     return result, rows
+
+
+def surprisal_tsv(rows: list[tuple[int, str, float]]) -> str:
+    """Per-token surprisal as TSV: position, token (JSON-escaped), nats, bits."""
+    lines = ["position\ttoken\tsurprisal_nats\tsurprisal_bits\n"]
+    lines += [f"{i}\t{json.dumps(token)[1:-1]}\t{nats:.6f}\t{nats / math.log(2):.6f}\n" for i, token, nats in rows]
+    return "".join(lines)
+
+
+def perplexity_line(result: dict) -> str:
+    return (f"{result['source']}: perplexity {result['perplexity']:.4f}  cross-entropy {result['cross_entropy_nats']:.4f} nats "
+            f"({result['bits_per_token']:.4f} bits) per token over {result['tokens']:,} tokens")

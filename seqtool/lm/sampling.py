@@ -86,3 +86,26 @@ def sample(
     if out:
         return [[first_tok] + col for first_tok, col in zip(out[0], columns)]
     return columns
+
+
+def check_sampling(prefix: str, length: int, num: int, seed: int | None, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """The sampling options make sense (refused before a model is loaded)."""
+    import math
+
+    from seqtool.core.errors import UsageError
+
+    if length < 0 or num < 1:
+        raise UsageError("--length must be >= 0 and --num >= 1")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise UsageError(f"--seed must be in [0, 2**63), got {seed}")
+
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise UsageError("--temperature must be a finite number > 0 (use --greedy for the most likely token)")
+    try:
+        prefix.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in argv arrive as lone surrogates
+        raise UsageError("--prefix has bytes that are not valid text in this locale's encoding") from None
+    if top_k is not None and top_k < 1:
+        raise UsageError("--top-k must be >= 1")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UsageError("--top-p must be in (0, 1]")

@@ -186,6 +186,14 @@ class LanguageModelTask(Task):
         unknown = sorted({t for t in tokens if t not in self.vocab})
         return self.vocab.encode(tokens), unknown
 
+    def prefix_warnings(self, prefix: str) -> list[str]:
+        """What a user should know about how the model reads a prefix."""
+        ids, unknown = self.encode_prefix(prefix)
+        warnings = [f"the prefix has tokens the model never saw ({', '.join(map(repr, unknown[:5]))}); they are read as <unk>"] if unknown else []
+        if prefix and not ids:
+            warnings.append("the prefix is empty after normalisation; starting from a random token")
+        return warnings
+
     def generate(self, model, prefix: str, length: int, *, num: int = 1, seed: int | None = None,
                  device=torch.device("cpu"), on_text=None, **choice) -> list[str]:
         """`num` texts that start with the (normalised) prefix and continue for `length` tokens.

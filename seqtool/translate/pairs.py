@@ -7,6 +7,8 @@ Sentences are normalised once (lowercase, Unicode spaces -> ' ', punctuation spl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import random
 import re
 import unicodedata
@@ -199,3 +201,28 @@ def strip_ids(ids: Iterable[int]) -> list[int]:
         if i not in (PAD_ID, BOS_ID):
             out.append(i)
     return out
+
+
+def looks_like_pairs(corpus: str | None) -> bool:
+    """True when the first non-blank lines of a corpus file all contain a tab (stdin is not peeked)."""
+    if not corpus or corpus == "-":
+        return False
+    from seqtool.core.errors import SeqtoolError
+    from seqtool.data.corpora import resolve_corpus
+
+    try:
+        path = Path(resolve_corpus(corpus))
+    except SeqtoolError:  # reading it will say what is wrong
+        return False
+    if not path.is_file():  # a pipe or device is not peeked at (it could block)
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    lines = head.decode("utf-8", errors="replace").splitlines()
+    if len(head) == 1 << 16:
+        lines = lines[:-1]  # possibly cut short
+    lines = [line for line in lines if line.strip()][:20]
+    return bool(lines) and all("\t" in line for line in lines)

@@ -34,25 +34,6 @@ class Encoded:
         return self.src[index, : int(src_len.max())], src_len, self.tgt[index, : int(tgt_len.max())], tgt_len
 
 
-def looks_like_pairs(corpus: str | None) -> bool:
-    """True when the first non-blank lines of a corpus file all contain a tab (stdin is not peeked)."""
-    if not corpus or corpus == "-":
-        return False
-    from seqtool.data.corpora import resolve_corpus
-
-    path = resolve_corpus(corpus)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1 << 16)
-    except OSError:
-        return False
-    lines = head.decode("utf-8", errors="replace").splitlines()
-    if len(head) == 1 << 16:
-        lines = lines[:-1]  # possibly cut short
-    lines = [line for line in lines if line.strip()][:20]
-    return bool(lines) and all("\t" in line for line in lines)
-
-
 def read_pairs(corpus: str | None, target: str | None, encoding: str = "utf-8", errors: str = "strict") -> list[P.Pair]:
     """Pairs from one tab-separated corpus, or from two aligned files (corpus = source side)."""
     from seqtool.data.corpora import read_text
@@ -100,7 +81,7 @@ class TranslationTask(Task):
     def from_spec(cls, spec) -> "TranslationTask":
         cls.check_spec(spec)
         d, tr = spec.data, spec.translate
-        pairs = read_pairs(d.corpus, tr.target, d.encoding, d.encoding_errors)
+        pairs = read_pairs(d.corpus, tr.tgt, d.encoding, d.encoding_errors)
         if tr.reverse:
             pairs = P.reverse_pairs(pairs)
         kept = P.filter_length(pairs, tr.max_len)

@@ -40,6 +40,19 @@ def decoding_for(r: Restored, beam: int | None, length_penalty: float | None, nb
     return d
 
 
+def line_chunks(stream, size: int):
+    """Lines of a stream (newline stripped) in lists of `size`; one at a time from a terminal, so
+    each translation appears as soon as its line is typed."""
+    interactive, chunk = stream.isatty(), []
+    for line in stream:
+        chunk.append(line.rstrip("\r\n"))
+        if interactive or len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def translate_records(r: Restored, sentences: Sequence[str], decoding: Decoding, *, tokenized: bool = False,
                       attention: bool = False, batch: int = 64) -> list[dict]:
     """One record per input sentence, order kept: source, its tokens, unknown words, and the
@@ -149,3 +162,26 @@ def markdown_report(result: dict, samples: int = 10) -> str:
         line = "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
         lines.append(line + (f" {row['sentence_bleu']:.3f} |" if with_bleu else ""))
     return "\n".join(lines) + "\n"
+
+
+def evaluate_checkpoint(checkpoint: str | None, data: str | None, target: str | None, beam: int | None, length_penalty: float | None,
+                        max_len: int | None, sentence_bleu: bool = False, out: str | None = None, device: str = "auto") -> dict:
+    """`seqtool eval` on a translation run: restore it, score it (flags over the run's decoding
+    settings), and with `out` write eval.json and eval.md into that folder."""
+    import json
+    from pathlib import Path
+
+    from seqtool.core.restore import restore
+    from seqtool.core.run import atomic_write_text
+
+    r = restore(checkpoint, task="translate", device=device)
+    result = evaluate_translation(r, data, target, decoding_for(r, beam, length_penalty, 1, max_len), sentence_bleu=sentence_bleu)
+    if out:
+        folder = Path(out)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SeqtoolError(f"cannot create {folder}: {exc.strerror or exc}") from None
+        atomic_write_text(folder / "eval.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(folder / "eval.md", markdown_report(result))
+    return result

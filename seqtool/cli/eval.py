@@ -1,0 +1,70 @@
+"""`seqtool eval`: score a trained run — perplexity (language models), BLEU/chrF (translation), or
+how far back the gradient reaches (--grad-flow)."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from seqtool.cli.app import app
+from seqtool.cli.options import typer_option
+from seqtool.core.errors import UsageError
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint file, run directory, or 'latest'."),
+    data: Optional[str] = typer.Argument(None, help="Text to score ('-' for stdin); default: the run's held-out split."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    per_token: Optional[str] = typer.Option(None, help="Write each token's surprisal (TSV) here; '-' for stdout."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    grad_flow: Optional[list[str]] = typer.Option(
+        None, "--grad-flow", metavar="CHECKPOINT",
+        help="Instead of perplexity: how far back the gradient reaches, |d loss_T / d h_t| for t = T..1, and the "
+        "recurrent weights' largest singular values, for this checkpoint (repeatable; CHECKPOINT, if given, comes first).",
+    ),
+    flow_steps: int = typer.Option(50, help="--grad-flow: sequence length T."),
+    flow_batch: int = typer.Option(16, help="--grad-flow: sequences averaged over."),
+    flow_plot: str = typer.Option("grad-flow.png", help="--grad-flow: the PNG to write (one line per checkpoint)."),
+    tgt: Optional[str] = typer_option("translate.tgt", "translate: target-side file aligned with DATA."),
+    beam: Optional[int] = typer_option("translate.beam", "translate: beam width, 1 = greedy (default: the run's)."),
+    length_penalty: Optional[float] = typer_option("translate.length_penalty", "translate: score / length**ALPHA (default: the run's)."),
+    max_len: Optional[int] = typer.Option(None, help="translate: most tokens to generate."),
+    sentence_bleu: bool = typer.Option(False, "--sentence-bleu", help="translate: also the classic per-sentence BLEU (k=2)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="translate: write eval.json and eval.md into this directory."),
+):
+    """Perplexity of a language model on a text; BLEU and chrF of a translation model on pairs."""
+    from seqtool.core.restore import checkpoint_task
+
+    if grad_flow:
+        from seqtool.lm.diagnostics import grad_flow_report
+
+        result, text = grad_flow_report([checkpoint] + grad_flow if checkpoint else grad_flow, data, flow_steps, flow_batch, flow_plot, device)
+        print(json.dumps(result) if as_json else text)
+        return
+    if checkpoint is None:
+        raise UsageError("missing CHECKPOINT (a checkpoint file, run directory, or 'latest')")
+    translation_flags = [f for f, v in (("--tgt", tgt), ("--beam", beam), ("--length-penalty", length_penalty),
+                                        ("--max-len", max_len), ("--sentence-bleu", sentence_bleu or None), ("--out", out)) if v is not None]
+    if checkpoint_task(checkpoint) == "translate":
+        from seqtool.translate.translator import evaluate_checkpoint, markdown_report
+
+        if per_token:
+            raise UsageError("--per-token is for language models")
+        result = evaluate_checkpoint(checkpoint, data, tgt, beam, length_penalty, max_len, sentence_bleu, out, device)
+        print(json.dumps(result, ensure_ascii=False) if as_json else markdown_report(result), end="\n" if as_json else "")
+        return
+    if translation_flags:
+        raise UsageError(f"{translation_flags[0]} is for translation runs; this is a language model")
+    from seqtool.core.run import atomic_write_text
+    from seqtool.lm.evaluate import evaluate_lm, perplexity_line, surprisal_tsv
+
+    result, rows = evaluate_lm(checkpoint, data, device=device, per_token=per_token is not None)
+    if per_token == "-":
+        sys.stdout.write(surprisal_tsv(rows))
+    elif per_token:
+        atomic_write_text(Path(per_token), surprisal_tsv(rows))
+    if as_json or per_token != "-":
+        print(json.dumps(result) if as_json else perplexity_line(result))

@@ -1,0 +1,41 @@
+"""`seqtool forecast`: train a forecaster (the same path as `seqtool train --task forecast`) and
+print its evaluation table, or with --horizon its forecast as CSV."""
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from seqtool.cli.app import app, command_line, err
+from seqtool.cli.options import QuietOpt, SpecOpt, spec_flags
+
+
+@app.command()
+@spec_flags(task="forecast")
+def forecast(
+    data: Optional[str] = typer.Argument(None, help="CSV or one-number-per-line file, '-' for stdin, or a catalog name (airline-passengers)."),
+    spec_path: Optional[Path] = SpecOpt,
+    quiet: bool = QuietOpt,
+    flags: dict = None,
+):
+    """Train a forecaster on a numeric series; report one-step, multi-step and k-step errors against
+    naive baselines (stdout: the metrics table, or with --horizon the forecast as CSV)."""
+    from seqtool.core.progress import Reporter
+    from seqtool.core.session import fit, start_run
+    from seqtool.core.spec import resolve_spec
+    from seqtool.forecast.report import horizon_csv, text_table
+
+    spec = resolve_spec(spec_path, data, {**flags, "task": "forecast"})
+    trainer = start_run(spec, reporter=Reporter(quiet=quiet), command=command_line())
+    if not quiet:
+        err(f"run directory: {trainer.run.path}")
+    results = fit(trainer)["forecast"]  # report.json's forecast section
+    if spec.forecast.horizon:
+        sys.stdout.write(horizon_csv(results["horizon"]))
+        if not quiet:
+            err(text_table(results))
+    else:
+        print(text_table(results))
+    if not quiet:
+        err(f"report: {trainer.run.path / 'report.md'}")

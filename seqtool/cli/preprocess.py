@@ -1,0 +1,39 @@
+"""`seqtool preprocess`: corpus statistics, a Zipf plot, and a prepared dataset for training."""
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from seqtool.cli.app import app
+
+
+@app.command()
+def preprocess(
+    corpus: str = typer.Argument(..., help="Text file, '-' for stdin, or a catalog name (e.g. timemachine)."),
+    level: str = typer.Option("char", help="char | word"),
+    clean: str = typer.Option("letters", help="letters | lower | none"),
+    min_freq: int = typer.Option(0, help="Tokens rarer than this become <unk>."),
+    reserved: str = typer.Option("", help="Extra reserved tokens, comma-separated: <pad>,<bos>,<eos>."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the prepared dataset (vocabulary + ids) here."),
+    plot: Optional[str] = typer.Option(None, help="Write a Zipf plot (PNG) of 1/2/3-gram frequencies."),
+    top: int = typer.Option(10, help="How many top n-grams to list."),
+    as_json: bool = typer.Option(False, "--json", help="Statistics as JSON."),
+    encoding: str = typer.Option("utf-8", help="Text encoding of the corpus."),
+    encoding_errors: str = typer.Option("strict", help="strict | replace | ignore"),
+):
+    """Tokenise a corpus, build its vocabulary, print statistics (tokens, types, top n-grams)."""
+    from rich.console import Console
+
+    from seqtool.data.stats import corpus_stats, ngram_table_view
+
+    stats = corpus_stats(corpus, level, clean, min_freq, reserved, top, encoding, encoding_errors, out, plot)
+    if as_json:
+        print(json.dumps(stats))
+        return
+    console = Console(file=sys.stdout, highlight=False)
+    console.print(f"{corpus}: {stats['tokens']:,} tokens, {stats['types']:,} types ({level}-level, clean={clean}, min_freq={min_freq})")
+    console.print(ngram_table_view(stats))
+    if out:
+        console.print(f"wrote {out}")

@@ -1,0 +1,45 @@
+"""`seqtool sample`: text from a language model, one sample per line (streamed when there is one)."""
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from seqtool.cli.app import app, err
+
+
+@app.command()
+def sample(
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint or run directory (default: latest run)."),
+    prefix: str = typer.Option("", help="Text to start from; normalised like the training text."),
+    length: int = typer.Option(200, help="Tokens to generate after the prefix."),
+    temperature: float = typer.Option(1.0),
+    top_k: Optional[int] = typer.Option(None),
+    top_p: Optional[float] = typer.Option(None),
+    greedy: bool = typer.Option(False, help="Always take the most likely token."),
+    num: int = typer.Option(1, help="Number of samples."),
+    seed: Optional[int] = typer.Option(None, help="Seed for reproducible samples."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+):
+    """Generate text from a language model, one sample per line on stdout."""
+    from seqtool.core.restore import restore
+    from seqtool.lm.sampling import check_sampling
+
+    check_sampling(prefix, length, num, seed, temperature, top_k, top_p)
+    r = restore(checkpoint, task="lm", device=device)
+    for warning in r.task.prefix_warnings(prefix):
+        err(f"warning: {warning}")
+    choice = {"greedy": greedy, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+    if num == 1 and not as_json:  # stream the text as it is generated
+
+        def write(piece: str) -> None:
+            sys.stdout.write(piece.replace("\n", " "))
+            sys.stdout.flush()
+
+        r.task.generate(r.model, prefix, length, seed=seed, device=r.device, on_text=write, **choice)
+        sys.stdout.write("\n")
+        return
+    for i, text in enumerate(r.task.generate(r.model, prefix, length, num=num, seed=seed, device=r.device, **choice)):
+        print(json.dumps({"index": i, "prefix": prefix, "text": text}) if as_json else text.replace("\n", " "))
