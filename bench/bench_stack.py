@@ -2,8 +2,8 @@
 
 Prints tokens/s (batch * steps per second) for RNN, GRU and LSTM and the fused/scratch ratio. The
 target is a ratio below 5: scratch pays Python overhead per step, nothing more. The two
-implementations are timed in alternating rounds and the best round of each is kept, so a busy
-machine slows both alike instead of skewing the ratio.
+implementations are timed in alternated rounds (fused, scratch, fused, scratch, ...); the table
+gives the median tokens/s with min-max over the rounds, and the median of the per-round ratios.
 
     python bench/bench_stack.py [--hidden 256 --batch 32 --steps 35 --layers 1 --device cpu]
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout, installed or not
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # noqa: E402  # runnable from a checkout, installed or not
+from bench.rounds import alternate, ratio, spread  # noqa: E402
 from seqtool.nn.stack import RecurrentStack  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="alternated rounds of each (at least 3)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -69,20 +70,18 @@ def main() -> None:
         f"hidden {args.hidden}, batch {args.batch}, steps {args.steps}, layers {args.layers}, "
         f"device {device}, threads {torch.get_num_threads()}, torch {torch.__version__}"
     )
-    print(f"{'cell':<6}{'fused tok/s':>14}{'scratch tok/s':>16}{'fused/scratch':>15}")
+    print(f"{args.rounds} alternated rounds of >= {args.seconds:g} s each; median (min-max)")
+    print(f"{'cell':<6}{'fused tok/s':>26}{'scratch tok/s':>26}{'fused/scratch':>22}")
     for cell in ("rnn", "gru", "lstm"):
         stacks = {
             impl: RecurrentStack(args.hidden, args.hidden, cell, num_layers=args.layers, impl=impl).to(device)
             for impl in ("fused", "scratch")
         }
-        rates = dict.fromkeys(stacks, 0.0)
-        for r in range(args.rounds):
-            for impl, stack in stacks.items():
-                warmup = args.warmup if r == 0 else 1
-                rates[impl] = max(rates[impl], tokens_per_second(stack, x, warmup, args.seconds))
-        ratio = rates["fused"] / rates["scratch"]
-        print(f"{cell:<6}{rates['fused']:>14,.0f}{rates['scratch']:>16,.0f}{ratio:>15.2f}")
-
+        for stack in stacks.values():
+            tokens_per_second(stack, x, args.warmup, 0.0)  # warm-up outside the timed rounds
+        rates = alternate({impl: (lambda s=stack: tokens_per_second(s, x, 1, args.seconds)) for impl, stack in stacks.items()}, args.rounds)
+        ratios = ratio(rates["fused"], rates["scratch"])
+        print(f"{cell:<6}{spread(rates['fused']):>26}{spread(rates['scratch']):>26}{spread(ratios, '.2f'):>22}")
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,8 @@ def corpus_path() -> Path:
     sys.exit("timemachine.txt not found (set SEQTOOL_MIRROR)")
 
 
-def main(budget: float) -> None:
+def main(budget: float, threads: int) -> None:
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     text = re.sub("[^A-Za-z]+", " ", corpus_path().read_text()).lower().strip()
     chars = sorted(set(text))
@@ -80,4 +81,4 @@ def main(budget: float) -> None:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 120.0)
+    main(float(sys.argv[1]) if len(sys.argv) > 1 else 120.0, int(sys.argv[2]) if len(sys.argv) > 2 else 1)

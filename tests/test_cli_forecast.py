@@ -118,3 +118,25 @@ def test_pipeline_in_a_real_subprocess(tmp_path):
     lines = proc.stdout.decode().strip().splitlines()
     assert lines[0] == "time,forecast" and [line.split(",")[0] for line in lines[1:]] == ["2024-01-31", "2024-02-01", "2024-02-02"]
     assert "run directory:" in proc.stderr.decode()
+
+
+def test_train_task_forecast_and_eval_reproduce_the_report(cli, tmp_path):
+    """The one training path: `train --task forecast` writes the run; `eval RUN` reprints its
+    held-out table exactly; `eval RUN OTHER.csv` scores another series with the run's transform."""
+    result = cli("train", "--task", "forecast", "airline-passengers", "--n-train", "120", "--k", "1,12", "--epochs", "2",
+                 "--log", "--difference", "12", "--out", "air", *FAST)
+    assert result.code == 0, result.err
+    report = json.loads(Path("air/report.json").read_text())["forecast"]
+    scored = cli("eval", "air", "--json")
+    assert scored.code == 0, scored.err
+    again = json.loads(scored.out)
+    assert again["k_step"] == report["k_step"] and again["multi_step"] == report["multi_step"]
+    table = cli("eval", "air")
+    assert table.out.splitlines()[0].split() == ["k", "method", "n", "mse", "mae", "smape", "mase"]
+    from seqtool.data.corpora import locate
+
+    lines = locate("airline-passengers").read_text().splitlines()
+    (tmp_path / "short.csv").write_text("\n".join(lines[:133]) + "\n")  # 132 months: 120 train + 12 test
+    other = json.loads(cli("eval", "air", "short.csv", "--json").out)
+    assert (other["n_train"], other["n_test"], other["log"], other["difference"]) == (120, 12, True, 12)
+    assert one_error_line(cli("eval", "air", "--beam", "2"), 2).endswith("--beam is for translation runs; this is a forecasting run")

@@ -265,3 +265,11 @@ def test_launcher_turns_worker_failures_into_an_exit_code_and_at_most_one_line(m
     assert launch.main(["--standalone", "--nproc-per-node=2", "-m", "seqtool", "train"]) == exit_code
     err = capsys.readouterr().err
     assert err == (f"seqtool: error: {said}\n" if said else "")
+
+
+def test_a_killed_worker_ends_the_job_with_one_clear_line(corpus, tmp_path):
+    """The surviving process fails in a collective; only the launcher speaks: the dead rank and its signal."""
+    args = ["train", str(corpus), *SMALL, "--batch", "8", "--epochs", "50", "--out", str(tmp_path / "ddp")]
+    ddp = _torchrun(str(ROOT / "tests" / "ddp_kill_driver.py"), *args, cwd=tmp_path, launcher="seqtool.core.launch")
+    assert ddp.returncode == 137, ddp.stderr
+    assert ddp.stderr == "seqtool: error: training process rank 1 was killed by signal 9\n"

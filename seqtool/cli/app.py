@@ -13,7 +13,7 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # older typer depends on click itself
     from click.exceptions import ClickException
 
-from seqtool.core.distributed import env_rank
+from seqtool.core.distributed import env_rank, env_world_size, peer_failure
 from seqtool.core.errors import SeqtoolError, one_line, user_message
 
 app = typer.Typer(
@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         message, code = user_message(exc, f"in '{_COMMAND_LINE[0] if _COMMAND_LINE else 'seqtool'}'", tag)
-        if not (tag and isinstance(exc, SeqtoolError)):  # under torchrun every rank meets the same user error: rank 0 reports it
+        # under torchrun every rank meets the same user error (rank 0 reports it), and a process whose
+        # peer died fails in a collective (the launcher names the dead one)
+        if not ((tag and isinstance(exc, SeqtoolError)) or (env_world_size() > 1 and peer_failure(exc))):
             err(message)
     sys.stdout.flush()
     raise SystemExit(code)

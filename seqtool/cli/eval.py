@@ -13,6 +13,11 @@ from seqtool.cli.options import typer_option
 from seqtool.core.errors import UsageError
 
 
+FLAG_FAMILY = {"--per-token": "lm", "--tgt": "translate", "--beam": "translate", "--length-penalty": "translate", "--max-len": "translate",
+               "--sentence-bleu": "translate", "--out": "translate"}
+FAMILY_NAMES = {"lm": "language models", "translate": "translation runs", "forecast": "forecasting runs"}
+
+
 @app.command("eval")
 def evaluate(
     checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint file, run directory, or 'latest'."),
@@ -20,11 +25,8 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     per_token: Optional[str] = typer.Option(None, help="Write each token's surprisal (TSV) here; '-' for stdout."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    grad_flow: Optional[list[str]] = typer.Option(
-        None, "--grad-flow", metavar="CHECKPOINT",
-        help="Instead of perplexity: how far back the gradient reaches, |d loss_T / d h_t| for t = T..1, and the "
-        "recurrent weights' largest singular values, for this checkpoint (repeatable; CHECKPOINT, if given, comes first).",
-    ),
+    grad_flow: Optional[list[str]] = typer.Option(None, "--grad-flow", metavar="CHECKPOINT", help="Instead: how far back the gradient reaches "
+                                                  "(|d loss_T / d h_t|, largest singular values) for this checkpoint (repeatable)."),
     flow_steps: int = typer.Option(50, help="--grad-flow: sequence length T."),
     flow_batch: int = typer.Option(16, help="--grad-flow: sequences averaged over."),
     flow_plot: str = typer.Option("grad-flow.png", help="--grad-flow: the PNG to write (one line per checkpoint)."),
@@ -35,36 +37,37 @@ def evaluate(
     sentence_bleu: bool = typer.Option(False, "--sentence-bleu", help="translate: also the classic per-sentence BLEU (k=2)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="translate: write eval.json and eval.md into this directory."),
 ):
-    """Perplexity of a language model on a text; BLEU and chrF of a translation model on pairs."""
+    """Perplexity of a language model on a text; BLEU and chrF of a translation model on pairs; a
+    forecaster's k-step errors against the baselines on its held-out tail (or on SERIES)."""
     from seqtool.core.restore import checkpoint_task
+    from seqtool.core.run import atomic_write_text
+    from seqtool.forecast import evaluate as forecast_eval, report as forecast_report
+    from seqtool.lm import evaluate as lm_eval
+    from seqtool.lm.diagnostics import grad_flow_report
+    from seqtool.translate import translator
 
     if grad_flow:
-        from seqtool.lm.diagnostics import grad_flow_report
-
         result, text = grad_flow_report([checkpoint] + grad_flow if checkpoint else grad_flow, data, flow_steps, flow_batch, flow_plot, device)
         print(json.dumps(result) if as_json else text)
         return
     if checkpoint is None:
         raise UsageError("missing CHECKPOINT (a checkpoint file, run directory, or 'latest')")
-    translation_flags = [f for f, v in (("--tgt", tgt), ("--beam", beam), ("--length-penalty", length_penalty),
-                                        ("--max-len", max_len), ("--sentence-bleu", sentence_bleu or None), ("--out", out)) if v is not None]
-    if checkpoint_task(checkpoint) == "translate":
-        from seqtool.translate.translator import evaluate_checkpoint, markdown_report
-
-        if per_token:
-            raise UsageError("--per-token is for language models")
-        result = evaluate_checkpoint(checkpoint, data, tgt, beam, length_penalty, max_len, sentence_bleu, out, device)
-        print(json.dumps(result, ensure_ascii=False) if as_json else markdown_report(result), end="\n" if as_json else "")
-        return
-    if translation_flags:
-        raise UsageError(f"{translation_flags[0]} is for translation runs; this is a language model")
-    from seqtool.core.run import atomic_write_text
-    from seqtool.lm.evaluate import evaluate_lm, perplexity_line, surprisal_tsv
-
-    result, rows = evaluate_lm(checkpoint, data, device=device, per_token=per_token is not None)
-    if per_token == "-":
-        sys.stdout.write(surprisal_tsv(rows))
-    elif per_token:
-        atomic_write_text(Path(per_token), surprisal_tsv(rows))
-    if as_json or per_token != "-":
-        print(json.dumps(result) if as_json else perplexity_line(result))
+    family = checkpoint_task(checkpoint)
+    given = {"--per-token": per_token, "--tgt": tgt, "--beam": beam, "--length-penalty": length_penalty, "--max-len": max_len,
+             "--sentence-bleu": sentence_bleu or None, "--out": out}
+    for flag in (f for f, v in given.items() if v is not None and FLAG_FAMILY[f] != family):
+        raise UsageError(f"{flag} is for {FAMILY_NAMES[FLAG_FAMILY[flag]]}; this is a {FAMILY_NAMES[family][:-1]}")
+    if family == "translate":
+        result = translator.evaluate_checkpoint(checkpoint, data, tgt, beam, length_penalty, max_len, sentence_bleu, out, device)
+        print(json.dumps(result, ensure_ascii=False) if as_json else translator.markdown_report(result), end="\n" if as_json else "")
+    elif family == "forecast":
+        result = forecast_eval.evaluate_checkpoint(checkpoint, data, device)
+        print(json.dumps(result) if as_json else forecast_report.text_table(result))
+    else:
+        result, rows = lm_eval.evaluate_lm(checkpoint, data, device=device, per_token=per_token is not None)
+        if per_token == "-":
+            sys.stdout.write(lm_eval.surprisal_tsv(rows))
+        elif per_token:
+            atomic_write_text(Path(per_token), lm_eval.surprisal_tsv(rows))
+        if as_json or per_token != "-":
+            print(json.dumps(result) if as_json else lm_eval.perplexity_line(result))

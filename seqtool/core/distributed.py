@@ -51,6 +51,18 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
+def peer_failure(exc: BaseException) -> bool:
+    """A collective failed because another process of the job went away (gloo: 'Connection closed
+    by peer', nccl: a DistBackendError): the launcher reports which process, this one need not."""
+    import torch.distributed as tdist
+
+    dist_error = getattr(tdist, "DistError", None) if tdist.is_available() else None
+    if dist_error is not None and isinstance(exc, dist_error):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "[gloo", "gloo/", "NCCL"))
+
+
 def env_rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 

@@ -104,23 +104,3 @@ def write_run_report(run: RunDir, summary: dict, monitor: str, sections: list[st
     for section in sections:
         lines += [section, ""]
     run.write_text("report.md", "\n".join(lines))
-
-
-def zipf_plot(tokens: list[str], path: Path, level: str) -> None:
-    """log rank vs log frequency for unigrams, bigrams and trigrams (Zipf's law)."""
-    from seqtool.data.text import ngram_counts
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for n in (1, 2, 3):
-        freqs = sorted(ngram_counts(tokens, n).values(), reverse=True)
-        ax.plot(range(1, len(freqs) + 1), freqs, label=f"{n}-grams")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("rank")
-    ax.set_ylabel("frequency")
-    ax.set_title(f"Zipf plot ({level}-level)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)
-    plt.close(fig)

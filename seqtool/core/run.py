@@ -98,10 +98,12 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     """Serialise in memory first, so a full disk fails before the old checkpoint is touched."""
     buffer = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, buffer)
+    existed = Path(path).is_file()
     try:
         atomic_write_bytes(path, buffer.getvalue())
     except WriteError as exc:
-        raise SeqtoolError(f"{exc}; the previous checkpoint is intact") from None
+        kept = "the previous checkpoint is intact" if existed else "no checkpoint has been written yet"
+        raise SeqtoolError(f"{exc}; {kept}") from None
 
 
 def load_checkpoint(path: Path, task: str | None = None) -> dict:
@@ -146,6 +148,9 @@ def check_complete(payload: dict, path: Path, training: bool = False) -> dict:
     for key, kind in parts:
         if not isinstance(payload.get(key), kind):
             raise SeqtoolError(f"{path} is a damaged checkpoint (its '{key}' is missing or not a {kind.__name__})")
+    for name, tensor in payload["model"].items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise SeqtoolError(f"{path} holds non-finite weights (NaN or inf in {name}); it cannot be used; an earlier checkpoint may be")
     return payload
 
 

@@ -438,6 +438,8 @@ _SpecLoader.add_implicit_resolver(
 def read_spec_file(path: str | Path) -> Any:
     """The parsed YAML of a spec file (not yet checked against the options)."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise UsageError(f"spec file {path} is not a regular file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

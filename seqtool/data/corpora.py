@@ -11,6 +11,7 @@ import codecs
 import hashlib
 import io
 import os
+import stat
 import sys
 import tempfile
 import urllib.request
@@ -129,12 +130,28 @@ def resolve_corpus(arg: str) -> str | Path:
     raise SeqtoolError(f"no such file or catalog corpus: {arg} (catalog names: {names})")
 
 
+def check_regular_file(path: Path) -> None:
+    """Only regular files are read by name: a named pipe or a device could block forever or never
+    end (/dev/zero). Data from a pipe comes through '-' (standard input)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SeqtoolError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise SeqtoolError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise SeqtoolError(f"{path} is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode) else
+                "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise SeqtoolError(f"{path} is {kind}, not a regular file; save the data to a file, or send it to standard input with '-'")
+
+
 def read_bytes(source: str | Path) -> bytes:
     if source == "-":
         return sys.stdin.buffer.read()
     path = Path(source)
-    if path.is_dir():
-        raise SeqtoolError(f"{path} is a directory, not a file")
+    check_regular_file(path)
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -154,6 +171,7 @@ def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "
         raise UsageError(f"--encoding-errors: {errors!r} is not one of strict, replace, ignore")
     if not data:
         raise SeqtoolError(f"{name} is empty")
+    encoding = _encoding_of_bom(data, encoding)
     try:
         wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))  # NUL bytes are normal there
     except (LookupError, TypeError, ValueError):
@@ -177,6 +195,23 @@ def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "
     if not text.strip():
         raise SeqtoolError(f"{name} is empty (only whitespace)" if text else f"{name} is empty after decoding")
     return text
+
+
+#: byte-order marks of the wide Unicode encodings (UTF-32 first: its little-endian mark starts like UTF-16's)
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _encoding_of_bom(data: bytes, encoding: str) -> str:
+    """A UTF-16/32 byte-order mark says how the file is encoded: it wins over the utf-8 default (a
+    file that says so is not binary). An encoding the user chose otherwise stays."""
+    try:
+        default = codecs.lookup(encoding).name == "utf-8"
+    except (LookupError, TypeError, ValueError):
+        return encoding
+    for bom, wide in _WIDE_BOMS:
+        if default and data.startswith(bom):
+            return wide
+    return encoding
 
 
 def read_text(arg: str, encoding: str = "utf-8", errors: str = "strict") -> str:
