@@ -55,13 +55,17 @@ def test_train_writes_a_complete_run_directory(trained):
     assert "seqtool train timemachine" in report["command"]
 
 
-def test_eval_reproduces_the_best_held_out_perplexity(trained):
+def test_eval_reproduces_the_reported_test_perplexity(trained):
+    """The report's test perplexity is the chosen (best) checkpoint's on the test split, which the
+    choice never saw; eval with no data scores exactly that split."""
     cli, run = trained
     result = cli("eval", "latest", "--json")
     assert result.code == 0, result.err
     scored = json.loads(result.out)
     report = json.loads((run / "report.json").read_text())
-    assert scored["perplexity"] == pytest.approx(report["best"]["val_ppl"], rel=1e-5)
+    assert scored["perplexity"] == pytest.approx(report["test"]["test_ppl"], rel=1e-5)
+    assert scored["tokens"] == report["test"]["test_tokens"] and report["test"]["epoch"] == report["best"]["epoch"]
+    assert scored["perplexity"] != pytest.approx(report["best"]["val_ppl"], rel=1e-3)  # another split
     assert scored["perplexity"] == pytest.approx(math.exp(scored["cross_entropy_nats"]))
     assert scored["bits_per_token"] == pytest.approx(scored["cross_entropy_nats"] / math.log(2))
 

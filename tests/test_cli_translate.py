@@ -56,7 +56,8 @@ def test_a_tab_separated_corpus_trains_a_translator(run):
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     report = json.loads((run / "report.json").read_text())
     assert report["best"]["val_bleu"] == max(r["val_bleu"] for r in rows)  # higher BLEU is better
-    assert "## Held-out translations (beam 5, length penalty 0.6)" in (run / "report.md").read_text()  # task defaults
+    assert "## Test-split translations (beam 5, length penalty 0.6)" in (run / "report.md").read_text()  # task defaults
+    assert report["test"]["test_sources"] >= 1 and report["test"]["epoch"] == report["best"]["epoch"]
 
 
 def test_translate_arguments_stdin_order_and_blank_lines(cli, run):
@@ -122,18 +123,18 @@ def test_eval_scores_a_repeated_source_against_all_its_references(cli, run, tmp_
 def test_aligned_files_and_reverse(cli, tmp_path):
     (tmp_path / "en.txt").write_text("Go.\nHi.\nRun!\nWait.\nHelp!\n" * 8, encoding="utf-8")
     (tmp_path / "fr.txt").write_text("Va !\nSalut !\nCours !\nAttends.\nÀ l'aide !\n" * 8, encoding="utf-8")
-    result = cli("train", "--src", "fr.txt", "--tgt", "en.txt", *SMALL, "--epochs", "1", "--val-fraction", "0.2", "--out", "fe")
+    result = cli("train", "--src", "fr.txt", "--tgt", "en.txt", *SMALL, "--epochs", "1", "--val-fraction", "0.4", "--out", "fe")
     assert result.code == 0, result.err
     spec = yaml.safe_load((tmp_path / "fe" / "spec.yaml").read_text())
     assert spec["task"] == "translate" and spec["translate"]["tgt"] == str((tmp_path / "en.txt").resolve())  # saved absolute: the spec works from any folder
-    assert unknown_words(cli, "fe", "Va ! Salut ! Cours ! Attends.") <= 1  # one source is held out
+    assert unknown_words(cli, "fe", "Va ! Salut ! Cours ! Attends.") <= 2  # two sources are held out (validation, test)
     assert unknown_words(cli, "fe", "Go. Hi. Run! Wait.") >= 3  # French is the source side
     # a tab-separated file French<TAB>English, reversed: English -> French
-    (tmp_path / "pairs.tsv").write_text("Va !\tGo.\nSalut !\tHi.\nCours !\tRun!\n" * 10, encoding="utf-8")
-    result = cli("train", "pairs.tsv", "--reverse", *SMALL, "--epochs", "1", "--val-fraction", "0.34", "--out", "ef")
+    (tmp_path / "pairs.tsv").write_text("Va !\tGo.\nSalut !\tHi.\nCours !\tRun!\nAttends.\tWait.\n" * 10, encoding="utf-8")
+    result = cli("train", "pairs.tsv", "--reverse", *SMALL, "--epochs", "1", "--val-fraction", "0.5", "--out", "ef")
     assert result.code == 0, result.err
-    assert unknown_words(cli, "ef", "Go. Hi. Run!") <= 1
-    assert unknown_words(cli, "ef", "Va ! Salut ! Cours !") == 3
+    english, french = unknown_words(cli, "ef", "Go. Hi. Run! Wait."), unknown_words(cli, "ef", "Va ! Salut ! Cours ! Attends.")
+    assert english <= 3 and french >= 4 and english < french  # English is the source side; 2 of its sentences are held out
 
 
 def unknown_words(cli, run, sentence: str) -> int:

@@ -1,6 +1,7 @@
 """The language model: RNNLM, scoring (surprisal, perplexity), truncated BPTT in the trainer,
 training that learns, and generation (greedy, seeded sampling, top-k, top-p)."""
 
+import json
 import math
 
 import pytest
@@ -107,17 +108,18 @@ def test_a_language_model_refuses_bidirectional_and_no_held_out_split(tmp_path):
 def test_the_smallest_accepted_corpus_gives_a_batch_at_every_offset(tmp_path, sampling, monkeypatch):
     import seqtool.data.batching as batching
 
-    # batch 2 x steps 4 + 4 = 12 training tokens needed; val_fraction 0.2 of 15 chars keeps 3
-    fields = dict(data={"steps": 4, "val_fraction": 0.2, "clean": "none", "sampling": sampling}, train={"batch": 2})
-    task = LanguageModelTask.from_spec(lm_spec(tmp_path, text="abcdefghijklmno", **fields))
-    assert (task.train_ids.numel(), task.val_ids.numel()) == (12, 3)
+    # batch 2 x steps 4 + 4 = 12 training tokens needed; val_fraction 0.25 of 16 chars holds out 4: 2 validate, 2 test
+    fields = dict(data={"steps": 4, "val_fraction": 0.25, "clean": "none", "sampling": sampling}, train={"batch": 2})
+    task = LanguageModelTask.from_spec(lm_spec(tmp_path, text="abcdefghijklmnop", **fields))
+    assert (task.train_ids.numel(), task.val_ids.numel(), task.test_ids.numel()) == (12, 2, 2)
+    assert torch.equal(torch.cat([task.train_ids, task.val_ids, task.test_ids]), torch.arange(16) + 1)  # in order, no overlap
     assert task.batches_per_epoch() == 1
     for offset in range(4):
         monkeypatch.setattr(batching, "_offset", lambda s, g, o=offset: o)
         assert len(list(task.train_batches(0, torch.Generator()))) >= 1
     with pytest.raises(SeqtoolError, match="fewer than one batch needs"):
-        LanguageModelTask.from_spec(lm_spec(tmp_path, text="abcdefghijklmn", **fields))  # 11 training tokens
-    with pytest.raises(SeqtoolError, match="held-out split has 1 token"):
+        LanguageModelTask.from_spec(lm_spec(tmp_path, text="abcdefghijklmno", **fields))  # 11 training tokens
+    with pytest.raises(SeqtoolError, match="held-out validation split has 1 token"):
         LanguageModelTask.from_spec(lm_spec(tmp_path, text="abcdefghijklmnopq", data={**fields["data"], "val_fraction": 0.05}, train={"batch": 2}))
 
 
@@ -229,7 +231,9 @@ def test_memorised_text_scores_near_perfect_perplexity(memorised):
     run = memorised.run.path
     best = memorised.state.best
     result, rows = evaluate_lm(str(run), None, device="cpu", per_token=True)
-    assert result["perplexity"] == pytest.approx(best, rel=1e-5)  # the best checkpoint, the same split
+    report = json.loads((run / "report.json").read_text())
+    assert report["best"]["val_ppl"] == pytest.approx(best)
+    assert result["perplexity"] == pytest.approx(report["test"]["test_ppl"], rel=1e-5)  # the best checkpoint on the test split
     assert result["perplexity"] < 1.5
     assert len(rows) == result["tokens"]
     text_file = run / "probe.txt"

@@ -160,7 +160,7 @@ def tiny_run_specs(task: str, tmp_path: Path) -> list[dict]:
     elif task == "translate":
         corpus = tmp_path / "p.tsv"
         corpus.write_text("go .\tva !\nhi .\tsalut !\nrun !\tcours !\nwait .\tattends .\nhelp !\tà l'aide !\n" * 6)
-        runs = [{"data": {"corpus": str(corpus), "val_fraction": 0.2}, "model": model}]
+        runs = [{"data": {"corpus": str(corpus), "val_fraction": 0.4}, "model": model}]
     else:
         runs = [{"data": {"corpus": "airline-passengers"}, "model": {"cell": "lstm", "hidden": 4}, "forecast": {"horizon": 2, "k": [1, 2]}},
                 {"forecast": {"synthetic": "sine", "length": 200, "n_train": 150, "k": [1]}}]

@@ -25,10 +25,12 @@ def task(tmp_path):
 
 def test_split_vocabularies_and_spacing_come_from_the_training_side(task):
     assert task.src_vocab.itos[:4] == task.tgt_vocab.itos[:4] == ["<unk>", "<pad>", "<bos>", "<eos>"]
-    assert len(task.val_sources) == 3  # 25% of 12 distinct sources, each with all its translations
+    # 25% of 12 distinct sources are held out, each with all its translations: 2 validate, 1 tests
+    assert (len(task.val_sources), len(task.test_sources)) == (2, 1)
+    assert not {normalize_sentence(s) for s in task.val_sources} & {normalize_sentence(s) for s in task.test_sources}
     assert len(task.val) == sum(len(r) for r in task.val_refs)
     assert task.spacing == "!?"  # French writes "Va !"
-    held_out = {normalize_sentence(s) for s in task.val_sources}
+    held_out = {normalize_sentence(s) for s in task.val_sources + task.test_sources}
     trained = {tuple(row[: n - 1]) for row, n in zip(task.train.src.tolist(), task.train.src_len.tolist())}
     assert all(tuple(task.src_vocab.encode(s.split())) not in trained for s in held_out)
 

@@ -61,10 +61,10 @@ class Throttle:
         self.reporter, self.every = reporter, every
         self.last, self.items, self.time = 0.0, items, now
 
-    def tick(self, now: float, items: float, fraction: float, status) -> None:
-        """`status(rate)` makes the status text (called only when the display refreshes)."""
+    def tick(self, now: float, items: float, fraction, status) -> None:
+        """`fraction()` and `status(rate)` give the bar's position and text (called only when the display refreshes)."""
         if not self.reporter.live or now - self.last <= self.every:
             return
         rate = (items - self.items) / max(now - self.time, 1e-9)
         self.items, self.time, self.last = items, now, now
-        self.reporter.update(fraction, status(rate))
+        self.reporter.update(fraction(), status(rate))

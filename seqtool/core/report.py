@@ -85,7 +85,10 @@ def write_run_report(run: RunDir, summary: dict, monitor: str, sections: list[st
         "",
         f"- task: {summary['task']}",
         f"- final {monitor}: {_fmt(final.get(monitor, float('nan')))} (epoch {final.get('epoch', '-')})",
-        f"- best {monitor}: {_fmt(best.get(monitor) if best.get(monitor) is not None else float('nan'))} (epoch {best.get('epoch', '-')})",
+        f"- best {monitor}: {_fmt(best.get(monitor) if best.get(monitor) is not None else float('nan'))} (epoch {best.get('epoch', '-')}; "
+        "the validation split: it chose this checkpoint)",
+        *(["- test split (never used to choose): " + ", ".join(f"{k} {_fmt(v)}" for k, v in summary["test"].items() if k != "epoch")]
+          if summary.get("test") else []),
         f"- parameters: {summary['parameters']:,}",
         f"- wall time: {summary['wall_seconds']:.1f} s; throughput: {_fmt(summary.get(unit_key, 0.0))} {unit_key or ''}",
         f"- device: {summary['device']}"

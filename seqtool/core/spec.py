@@ -100,7 +100,8 @@ class DataSpec:
     clean: str = opt("letters", "letters (lowercase letters, other runs -> one space), lower, or none.", tasks=LM,
                      choices=("letters", "lower", "none"))
     min_freq: int = opt(0, "Rarer tokens become <unk>.", tasks=LM + TR, low=0, high=MAX_SIZE)
-    val_fraction: float = opt(0.1, "Held-out part: the corpus's tail (lm) or a share of the source sentences (translate).",
+    val_fraction: float = opt(0.1, "Held-out part: the corpus's tail (lm) or a share of the source sentences (translate); "
+                              "its first half chooses the checkpoint (validation), the second is reported (test).",
                               tasks=LM + TR, low=0, high=1, high_open=True)
     steps: int = opt(64, "Tokens per training sequence (num_steps); translation: longest sentence kept.", tasks=LM + TR,
                      low=0, low_open=True, high=MAX_SIZE, by_task={"translate": 16})

@@ -86,6 +86,11 @@ class Task(ABC):
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Held-out metrics; must contain `self.monitor`."""
 
+    def test(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Metrics on the test split, which selection (best checkpoint, early stopping) never sees:
+        computed once, for the chosen model, for the report. {} when the task has no test split."""
+        return {}
+
     def report(self, model: nn.Module, device: torch.device, run_dir) -> tuple[dict, list[str]]:
         """What the task adds to the run's report: (entries for report.json, Markdown sections for
         report.md); it may also write its own files (plots) into run_dir."""

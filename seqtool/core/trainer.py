@@ -10,6 +10,7 @@ are read back only when the progress bar refreshes or an epoch ends.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import platform
@@ -356,7 +357,7 @@ class Trainer:
         self.precision.unscale(self.optimizer)  # [gpu] fp16: true gradient sizes before clipping
         norm = self.precision.finite_norm(_grad_norm(self.params, t.clip))
         loss = loss.detach()
-        finite = torch.isfinite(loss) & torch.isfinite(norm)
+        finite = torch.isfinite(loss + norm)  # one check for both (inf - inf is nan)
         if self.nan.skip(finite, self.dist, s.global_step):
             self.optimizer.zero_grad(set_to_none=True)
             self.carry = None  # the carried state may be what went wrong
@@ -377,7 +378,7 @@ class Trainer:
         s.items += items  # (one process: tensor counts sync here)
         for callback in self.callbacks:
             callback(self)
-        self.throttle.tick(now, s.items, self.fraction_done(), lambda rate: self._status(sums.mean_loss(), rate))
+        self.throttle.tick(now, s.items, self.fraction_done, lambda rate: self._status(sums.mean_loss(), rate))
         return self.dist.stop_now(stop, self._stop_signal is not None)  # [ddp] only an agreed stop
 
     def _first_nonfinite_step(self, sums: dict) -> int | None:
@@ -425,10 +426,23 @@ class Trainer:
         summary = self.summary()
         if not self.dist.is_main:  # [ddp] rank 0 reports
             return summary
-        extra, sections = self.task.report(self.model, self.device, self.run.path)
+        chosen = self.selected_model()
+        test = self.task.test(chosen, self.device)
+        if test:
+            summary["test"] = {"epoch": self.state.best_epoch, **test}
+        extra, sections = self.task.report(chosen, self.device, self.run.path)
         summary.update(extra)
         write_run_report(self.run, summary, self.task.monitor, sections)
         return summary
+
+    def selected_model(self) -> nn.Module:
+        """The model selection chose: the best checkpoint's weights (the current ones when there is none)."""
+        best = self.run.checkpoint("best")
+        if not best.is_file():
+            return self.model
+        chosen = copy.deepcopy(self.model)
+        chosen.load_state_dict(load_checkpoint(best)["model"])
+        return chosen.eval()
 
     # ---- helpers -----------------------------------------------------------------------------
     def _backward(self, loss: torch.Tensor) -> None:

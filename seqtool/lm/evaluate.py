@@ -21,7 +21,7 @@ def text_ids(r, data: str | None):
         full = task.from_spec(spec)  # re-reads the corpus and splits it as training did
         if full.vocab.to_list() != task.vocab.to_list():
             raise SeqtoolError(f"the corpus {spec.data.corpus} changed since training (its vocabulary differs)")
-        ids, source = full.val_ids, f"{spec.data.corpus} (held-out {spec.data.val_fraction:.0%})"
+        ids, source = full.test_ids, f"{spec.data.corpus} (test split: the last {spec.data.val_fraction / 2:.0%})"
     else:
         import torch
 

@@ -66,6 +66,15 @@ def perplexity_report(surprisal: torch.Tensor) -> dict[str, float]:
     return {"tokens": n, "cross_entropy_nats": nats, "bits_per_token": nats / math.log(2), "perplexity": perplexity}
 
 
+def split_tail(ids: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """train, validation, test: the last `fraction` of the text is held out; its first half chooses
+    the checkpoint (validation), its second half is reported (test), never seen by the choice."""
+    n = ids.numel()
+    held = int(round(n * fraction))
+    n_val = held - held // 2
+    return ids[: n - held], ids[n - held : n - held + n_val], ids[n - held + n_val :]
+
+
 class LanguageModelTask(Task):
     name = "lm"
     monitor = "val_ppl"
@@ -78,10 +87,9 @@ class LanguageModelTask(Task):
         super().__init__(spec)
         self.vocab, self.counts = vocab, counts
         self.level, self.clean = spec.data.level, spec.data.clean
-        self.train_ids = self.val_ids = None
+        self.train_ids = self.val_ids = self.test_ids = None
         if data is not None:
-            n_val = int(round(data.ids.numel() * spec.data.val_fraction))
-            self.train_ids, self.val_ids = data.ids[: data.ids.numel() - n_val], data.ids[data.ids.numel() - n_val :]
+            self.train_ids, self.val_ids, self.test_ids = split_tail(data.ids, spec.data.val_fraction)
             self._check_sizes()
 
     @staticmethod
@@ -103,8 +111,9 @@ class LanguageModelTask(Task):
                 f"the training split has {self.train_ids.numel()} tokens, fewer than one batch needs "
                 f"(batch {t.batch} x steps {d.steps} + {d.steps}); lower --batch or --steps"
             )
-        if self.val_ids.numel() < 2:
-            raise SeqtoolError(f"the held-out split has {self.val_ids.numel()} token(s); raise --val-fraction or use a longer corpus")
+        for name, ids in (("validation", self.val_ids), ("test", self.test_ids)):
+            if ids.numel() < 2:
+                raise SeqtoolError(f"the held-out {name} split has {ids.numel()} token(s); raise --val-fraction or use a longer corpus")
 
     @classmethod
     def from_spec(cls, spec) -> "LanguageModelTask":
@@ -173,6 +182,10 @@ class LanguageModelTask(Task):
     def evaluate(self, model, device) -> dict[str, float]:
         report = perplexity_report(token_surprisals(model, self.val_ids, device, streams=EVAL_STREAMS))
         return {"val_loss": report["cross_entropy_nats"], "val_ppl": report["perplexity"]}
+
+    def test(self, model, device) -> dict[str, float]:
+        report = perplexity_report(token_surprisals(model, self.test_ids, device, streams=EVAL_STREAMS))
+        return {"test_loss": report["cross_entropy_nats"], "test_ppl": report["perplexity"], "test_tokens": report["tokens"]}
 
     # ---- generation --------------------------------------------------------------------------
     def encode_prefix(self, prefix: str) -> tuple[list[int], list[str]]:

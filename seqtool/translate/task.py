@@ -56,16 +56,17 @@ class TranslationTask(Task):
     unit = "tokens"
 
     def __init__(self, spec, src_vocab: Vocab, tgt_vocab: Vocab, spacing: str,
-                 train_pairs: Sequence[P.Pair] | None = None, val_pairs: Sequence[P.Pair] | None = None):
+                 train_pairs: Sequence[P.Pair] | None = None, val_pairs: Sequence[P.Pair] | None = None,
+                 test_pairs: Sequence[P.Pair] | None = None):
         super().__init__(spec)
         self.src_vocab, self.tgt_vocab, self.spacing = src_vocab, tgt_vocab, spacing
         self.train = self.val = None
-        self.val_sources: list[str] = []
-        self.val_refs: list[list[str]] = []
+        self.val_sources, self.val_refs, self.test_sources, self.test_refs = [], [], [], []
         if train_pairs is not None:
             self.train = self._encode_pairs(train_pairs)
             self.val = self._encode_pairs(val_pairs)
             self.val_sources, self.val_refs = P.group_references(val_pairs)
+            self.test_sources, self.test_refs = P.group_references(test_pairs)
 
     # ---- construction ------------------------------------------------------------------------
     @staticmethod
@@ -87,12 +88,15 @@ class TranslationTask(Task):
         kept = P.filter_length(pairs, tr.max_len)
         if not kept:
             raise SeqtoolError(f"no sentence pair has at most {tr.max_len} tokens on both sides; raise --max-len")
-        train, val = P.split_by_source(kept, d.val_fraction, spec.train.seed)
-        if not val:
-            raise SeqtoolError(f"{len(kept)} pair(s) are too few to hold out {d.val_fraction:.0%} of the sources")
+        # held-out sources, halved: validation chooses the checkpoint, test is reported (never seen by the choice)
+        train, held = P.split_by_source(kept, d.val_fraction, spec.train.seed)
+        if len({P.sentence_key(p.source) for p in held}) < 2:
+            raise SeqtoolError(f"{len(kept)} pair(s) are too few to hold out {d.val_fraction:.0%} of the sources "
+                               "as a validation and a test split (at least one source each)")
+        test, val = P.split_by_source(held, 0.5, spec.train.seed)  # validation gets the odd source
         src_vocab = P.build_vocab((p.source for p in train), d.min_freq)
         tgt_vocab = P.build_vocab((p.target for p in train), d.min_freq)
-        return cls(spec, src_vocab, tgt_vocab, P.learn_spacing(p.target for p in train), train, val)
+        return cls(spec, src_vocab, tgt_vocab, P.learn_spacing(p.target for p in train), train, val, test)
 
     @classmethod
     def from_checkpoint(cls, spec, task_state: dict) -> "TranslationTask":
@@ -148,6 +152,17 @@ class TranslationTask(Task):
         model.train(was_training)
         return {"val_loss": total / max(tokens, 1), "val_bleu": scores.bleu, "val_chrf": scores.chrf}
 
+    @torch.no_grad()
+    def test(self, model, device) -> dict[str, float]:
+        """BLEU and chrF on the test sources, decoded as translate/eval decode by default (the run's beam)."""
+        from seqtool.translate.bleu import corpus_scores
+
+        tr = self.spec.translate
+        hyps = self.translate(model, self.test_sources, device, beam=tr.beam, length_penalty=tr.length_penalty)
+        texts = [self.target_text(h[0].tokens) if h else "" for h in hyps]
+        scores = corpus_scores(texts, [[self.reference_text(r) for r in refs] for refs in self.test_refs])
+        return {"test_bleu": scores.bleu, "test_chrf": scores.chrf, "test_sources": len(self.test_sources)}
+
     # ---- inference ---------------------------------------------------------------------------
     def source_ids(self, sentence: str) -> tuple[list[int], list[str]]:
         """Normalised source tokens as ids with <eos>; also the tokens the vocabulary lacks."""
@@ -193,12 +208,12 @@ class TranslationTask(Task):
         return P.detokenize(P.tokenize_sentence(raw), self.spacing)
 
     def report_sections(self, model, device) -> list[str]:
-        count = min(12, len(self.val_sources))
-        sources, refs = self.val_sources[:count], self.val_refs[:count]
+        count = min(12, len(self.test_sources))
+        sources, refs = self.test_sources[:count], self.test_refs[:count]
         tr = self.spec.translate
         hyps = self.translate(model, sources, device, beam=tr.beam, length_penalty=tr.length_penalty)
         decoding = "greedy" if tr.beam == 1 else f"beam {tr.beam}, length penalty {tr.length_penalty}"
-        lines = [f"## Held-out translations ({decoding})", "", "| source | translation | reference(s) |", "|---|---|---|"]
+        lines = [f"## Test-split translations ({decoding})", "", "| source | translation | reference(s) |", "|---|---|---|"]
         for source, hyp, ref in zip(sources, hyps, refs):
             text = self.target_text(hyp[0].tokens) if hyp else ""
             lines.append(f"| {_cell(source)} | {_cell(text)} | {_cell(' / '.join(ref[:3]))} |")

@@ -99,8 +99,8 @@ def evaluate_translation(r: Restored, data: str | None, target: str | None, deco
         full = type(task).from_spec(spec)  # re-reads and re-splits the corpus exactly as training did
         if full.task_state() != task.task_state():
             raise SeqtoolError(f"the corpus {spec.data.corpus} changed since training (its vocabularies differ)")
-        sources, references = full.val_sources, full.val_refs
-        where = f"{spec.data.corpus} (held-out {spec.data.val_fraction:.0%} of the sources)"
+        sources, references = full.test_sources, full.test_refs
+        where = f"{spec.data.corpus} (test split: half of the held-out {spec.data.val_fraction:.0%} of the sources)"
     else:
         pairs = read_pairs(data, target, spec.data.encoding, spec.data.encoding_errors)
         if spec.translate.reverse:
