@@ -15,7 +15,7 @@ help:
 	@echo "make demo    train a small GRU on The Time Machine (~1 min), sample from it, report perplexity"
 	@echo "make test    run the test suite"
 	@echo "make lm      the language-model workflow as file targets (preprocess -> train -> sample -> eval)"
-	@echo "make forecast  forecast the synthetic sine (GRU, metrics table) and airline-passengers 12 months ahead (~1 min)"
+	@echo "make forecast  forecast the synthetic sine (GRU) and airline-passengers (defaults), then 12 months past 1960 with intervals (~1 min)"
 	@echo "make translate  train the default English->French translator on fra-eng, translate, score BLEU"
 	@echo "make bench   benchmarks (prints numbers; takes several minutes)"
 	@echo "make stress  bad inputs, SIGKILLs and Ctrl-Cs in bulk; prints how many were tried and held (a few minutes)"
@@ -59,8 +59,8 @@ lm: $(BUILD)/lm-samples.txt $(BUILD)/lm-eval.json
 forecast: $(STAMP)
 	@mkdir -p $(BUILD)
 	$(SEQTOOL) forecast --synthetic sine --model gru --out $(BUILD)/forecast-sine --overwrite --quiet
-	$(SEQTOOL) forecast airline-passengers --n-train 120 --log --difference 12 --model gru --horizon 12 \
-		--out $(BUILD)/forecast-airline --overwrite --quiet > $(BUILD)/airline-next12.csv
+	$(SEQTOOL) forecast airline-passengers --season 12 --n-train 120 --k 1,12 --out $(BUILD)/forecast-airline --overwrite --quiet
+	$(SEQTOOL) forecast --checkpoint $(BUILD)/forecast-airline airline-passengers --horizon 12 --level 80,95 > $(BUILD)/airline-next12.csv
 	@cat $(BUILD)/airline-next12.csv
 
 # Translation: train the default spec once, then translate the classic examples and score the held-out split.

@@ -1,19 +1,20 @@
-"""Forecasting benchmark through the real CLI (each run its own process, one CPU thread).
+"""Forecasting benchmark through the real CLI, with the shipped defaults (no model or transform flags).
 
-1. The classic sine (x_t = sin(0.01 t) + N(0, 0.2^2), t = 1..1000, train on the first 600): MSE of
-   k-step-ahead predictions for k = 1, 4, 16, 64, for the classic MLP and the default GRU, averaged
-   over seeds (each seed draws new noise and a new initialisation). Bars: one-step MSE <= 0.06 (the
-   noise variance is 0.04); the GRU beats the MLP at k = 16 and 64.
-2. airline-passengers with the last 24 months held out: MASE (scaled by the in-sample seasonal-naive
-   error, period 12) of one-step and of the 24-month recursive forecast, against seasonal naive.
-   Aim: MASE < 1.
+For every shared series, `seqtool forecast SERIES --k 1,H` (its own process, BENCH_THREADS threads,
+default 1) and the MASE (seasonal scaling) on the held-out test part of seqtool's forecast
+("model"), of the network alone, and of naive, seasonal naive, ETS and Theta on the same points,
+at k = 1 and k = H, with the wall time of the whole command. Then the geometric mean over the series
+of MASE(seqtool) / MASE(ETS), and the empirical coverage of the 80% and 95% intervals (pooled over
+the series' k = 1..H points of both ks).
 
-BENCH_SEEDS (default 3) sets how many seeds the sine runs use. About two minutes on 2 CPU cores.
+Deterministic (seeded); each series runs once. The second part, the classic sine, prints the
+k-step MSE of the classic MLP and of a GRU (BENCH_SEEDS seeds, default 3, mean).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,70 +22,86 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 SEQTOOL = [sys.executable, "-m", "seqtool", "forecast"]
-KS = (1, 4, 16, 64)
-AIRLINE = {
-    "mlp (log, diff 12, tau 12)": ["--model", "mlp", "--log", "--difference", "12", "--tau", "12"],
-    "mlp (log, diff 1, tau 13)": ["--model", "mlp", "--log", "--difference", "1", "--tau", "13"],
-    "gru (log, diff 12)": ["--model", "gru", "--log", "--difference", "12"],
-}
+#: series, its flags (the split and the horizon H only), H
+SERIES = [
+    ("airline-passengers", ["--season", "12", "--n-train", "120"], 12),
+    ("monthly-shampoo-sales", ["--n-train", "24"], 12),
+    ("yearly-water-usage", ["--n-train", "63"], 6),
+    ("daily-min-temperatures", [], 14),
+    ("daily-max-temperatures", [], 14),
+]
+METHODS = ("model", "network", "naive", "seasonal naive", "ets", "theta")
 
 
-def forecast(args: list[str], out: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+def run(series: str, flags: list[str], horizon: int, workdir: Path, threads: int) -> dict:
+    out = workdir / series
     t0 = time.perf_counter()
-    subprocess.run([*SEQTOOL, *args, "--threads", "1", "--quiet", "--out", str(out), "--overwrite"],
-                   check=True, capture_output=True, text=True, env=env)
-    result = json.loads((out / "report.json").read_text())["forecast"]
-    result["seconds"] = time.perf_counter() - t0
-    return result
+    done = subprocess.run([*SEQTOOL, series, *flags, "--k", f"1,{horizon}", "--threads", str(threads), "--out", str(out),
+                           "--overwrite", "--quiet"], capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode:
+        raise SystemExit(f"{series}: {done.stderr.strip()}")
+    report = json.loads((out / "report.json").read_text())["forecast"]
+    return {"seconds": seconds, "report": report}
 
 
-def pick(rows: list[dict], k, method: str = "model") -> dict:
-    return next(r for r in rows if r.get("k", "multi") == k and r["method"] == method)
+def mase(report: dict, k: int, method: str) -> float:
+    return next(r["mase"] for r in report["k_step"] if r["k"] == k and r["method"] == method)
+
+
+def geometric_mean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+SINE_KS = (1, 4, 16, 64)
+#: the classic experiment as the course notes run it: no transform, no combination, the test MSE of the network
+SINE = {"MLP (classic: tau 4 -> 10 -> 1)": ["--model", "mlp", "--tau", "4"], "GRU (latent, context 64)": ["--model", "gru", "--tau", "64"]}
+
+
+def sine(seeds: int, workdir: Path, threads: int) -> None:
+    print(f"\nsynthetic sine (train on the first 600 of 1000), test MSE of the network, mean over {seeds} seeds")
+    print(f"{'model':<34}" + "".join(f"{'k=' + str(k):>10}" for k in SINE_KS))
+    for name, flags in SINE.items():
+        mse = {k: 0.0 for k in SINE_KS}
+        for seed in range(seeds):
+            out = workdir / f"sine-{seed}"
+            subprocess.run([*SEQTOOL, "--synthetic", "sine", *flags, "--transform", "none", "--difference", "0", "--combine", "none",
+                            "--seed", str(seed), "--threads", str(threads), "--out", str(out), "--overwrite", "--quiet"],
+                           check=True, capture_output=True)
+            rows = json.loads((out / "report.json").read_text())["forecast"]["k_step"]
+            for k in SINE_KS:
+                mse[k] += next(r["mse"] for r in rows if r["k"] == k and r["method"] == "network") / seeds
+        print(f"{name:<34}" + "".join(f"{mse[k]:>10.3f}" for k in SINE_KS))
 
 
 def main() -> None:
-    seeds = range(int(os.environ.get("BENCH_SEEDS", 3)))
+    threads = int(os.environ.get("BENCH_THREADS", 1))
+    ratios: dict[int, list[float]] = {1: [], 0: []}
+    coverage: dict[int, list[float]] = {80: [], 95: []}
+    print(f"MASE on the held-out test part, shipped defaults, {threads} thread(s); one run per series (deterministic)")
+    print(f"{'series':<24}{'k':>4}" + "".join(f"{m:>16}" for m in METHODS) + f"{'winner':>16}{'seconds':>9}")
     with tempfile.TemporaryDirectory() as tmp:
-        sine: dict[str, list[dict]] = {"mlp": [], "gru": []}
-        for model in sine:
-            for seed in seeds:
-                sine[model].append(forecast(["--synthetic", "sine", "--model", model, "--seed", str(seed)], Path(tmp) / f"{model}{seed}"))
-        airline = {name: forecast(["airline-passengers", "--n-train", "120", "--k", "1,12", *args], Path(tmp) / f"air{i}")
-                   for i, (name, args) in enumerate(AIRLINE.items())}
-
-    n = len(sine["mlp"])
-    print(f"\nSynthetic sine (classic setting), test MSE of k-step-ahead predictions, mean over {n} seed(s)")
-    print(f"{'model':<10}" + "".join(f"{'k=' + str(k):>10}" for k in KS) + f"{'multi':>10}{'train s':>10}")
-    mean = {}
-    for model, runs in sine.items():
-        mean[model] = {k: sum(pick(r["k_step"], k)["mse"] for r in runs) / n for k in KS}
-        multi = sum(pick(r["multi_step"], "multi")["mse"] for r in runs) / n
-        secs = sum(r["seconds"] for r in runs) / n
-        print(f"{model:<10}" + "".join(f"{mean[model][k]:>10.4f}" for k in KS) + f"{multi:>10.4f}{secs:>10.1f}")
-    naive = {k: sum(pick(r["k_step"], k, "naive")["mse"] for r in sine["mlp"]) / n for k in KS}
-    print(f"{'naive':<10}" + "".join(f"{naive[k]:>10.4f}" for k in KS))
-    for model, runs in sine.items():
-        print(f"  {model} per seed: " + "; ".join(" ".join(f"{pick(r['k_step'], k)['mse']:.3f}" for k in KS) for r in runs))
-    worst_one_step = max(pick(r["k_step"], 1)["mse"] for runs in sine.values() for r in runs)
-    print(f"one-step MSE, worst run: {worst_one_step:.4f} (bar <= 0.06)")
-    for k in (16, 64):
-        wins = sum(pick(g["k_step"], k)["mse"] < pick(m["k_step"], k)["mse"] for g, m in zip(sine["gru"], sine["mlp"]))
-        print(f"k={k}: GRU {mean['gru'][k]:.4f} vs MLP {mean['mlp'][k]:.4f} (GRU better in {wins}/{n} seeds)")
-
-    first = next(iter(airline.values()))
-    print("\nairline-passengers, last 24 months held out: MASE (in-sample seasonal-naive MAE, period 12 "
-          f"= {first['mase_scale']:.2f})")
-    print(f"{'model':<28}{'one-step':>10}{'12-step':>10}{'24-month':>10}{'train s':>10}")
-    for name, r in airline.items():
-        print(f"{name:<28}{pick(r['k_step'], 1)['mase']:>10.3f}{pick(r['k_step'], 12)['mase']:>10.3f}"
-              f"{pick(r['multi_step'], 'multi')['mase']:>10.3f}{r['seconds']:>10.1f}")
-    print(f"{'seasonal naive':<28}{pick(first['k_step'], 1, 'seasonal naive')['mase']:>10.3f}"
-          f"{pick(first['k_step'], 12, 'seasonal naive')['mase']:>10.3f}{pick(first['multi_step'], 'multi', 'seasonal naive')['mase']:>10.3f}")
-    best = min(airline, key=lambda name: pick(airline[name]["k_step"], 1)["mase"])
-    print(f"best one-step: {best}, MASE {pick(airline[best]['k_step'], 1)['mase']:.3f} (aim < 1)")
+        for series, flags, horizon in SERIES:
+            result = run(series, flags, horizon, Path(tmp), threads)
+            report = result["report"]
+            for k in (1, horizon):
+                scores = {m: mase(report, k, m) for m in METHODS}
+                winner = min(scores, key=lambda m: scores[m])
+                print(f"{series:<24}{k:>4}" + "".join(f"{scores[m]:>16.3f}" for m in METHODS) + f"{winner:>16}"
+                      + (f"{result['seconds']:>9.1f}" if k == 1 else ""))
+                ratios[1 if k == 1 else 0].append(scores["model"] / scores["ets"])
+                for level in coverage:
+                    row = next(r for r in report["k_step"] if r["k"] == k and r["method"] == "model")
+                    coverage[level].append(row[f"coverage-{level}"])
+            print(f"{'':<24}     transform {report['transform']}, differences {report['difference'] or 'none'}, season "
+                  f"{report['season']}, model = {report['combination']}")
+    print(f"\ngeometric mean of MASE(seqtool) / MASE(ETS): k=1 {geometric_mean(ratios[1]):.3f}, k=H {geometric_mean(ratios[0]):.3f} "
+          "(target <= 0.95)")
+    for level, values in coverage.items():
+        print(f"{level}% intervals: coverage per (series, k) from {min(values):.2f} to {max(values):.2f}, mean {sum(values) / len(values):.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        sine(int(os.environ.get("BENCH_SEEDS", 3)), Path(tmp), threads)
 
 
 if __name__ == "__main__":

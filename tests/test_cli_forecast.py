@@ -27,19 +27,22 @@ def test_synthetic_sine_writes_a_run_with_the_metrics_table(cli):
     result = cli("forecast", "--synthetic", "sine", "--epochs", "2", "--out", "run", *FAST)
     assert result.code == 0, result.err
     lines = result.out.strip().splitlines()
-    assert lines[0].split() == ["k", "method", "n", "mse", "mae", "smape", "mase"]
-    assert [line.split()[0] for line in lines[1::3]] == ["1", "4", "16", "64", "multi"]
+    assert lines[0].split() == ["k", "method", "n", "mae", "rmse", "smape", "mase"]
+    methods = ["model", "network", "naive", "seasonal", "drift", "ets", "theta"]  # 'seasonal naive' splits in two
+    assert [line.split()[0] for line in lines[1::7]] == ["1", "4", "16", "64", "multi"]
+    assert [line.split()[1] for line in lines[1:8]] == methods
     run = Path("run")
     for name in ("spec.yaml", "report.json", "report.md", "forecast.png", "learning_curve.png", "checkpoints/best.pt", "metrics.jsonl"):
         assert (run / name).is_file(), name
     report = json.loads((run / "report.json").read_text())
     fc = report["forecast"]
     assert (fc["values"], fc["n_train"], fc["n_test"], fc["model"], fc["tau"]) == (1000, 600, 400, "mlp", 4)
-    assert {(r["k"], r["method"]) for r in fc["k_step"]} == {(k, m) for k in (1, 4, 16, 64) for m in ("model", "naive", "seasonal naive")}
+    assert {(r["k"], r["method"]) for r in fc["k_step"]} == {(k, m) for k in (1, 4, 16, 64)
+                                                           for m in ("model", "network", "naive", "seasonal naive", "drift", "ets", "theta")}
     one_step = next(r for r in fc["k_step"] if r["k"] == 1 and r["method"] == "model")
     assert one_step["mse"] < 0.2 and one_step["n"] == 400
     md = (run / "report.md").read_text()
-    assert "## Forecast evaluation" in md and "| 64 | naive | 400 |" in md and "forecast.png" in md
+    assert "## Forecast evaluation" in md and "| 64 | naive | 400 |" in md and "forecast.png" in md and "coverage-80" in md
     spec = yaml.safe_load((run / "spec.yaml").read_text())
     assert spec["task"] == "forecast" and spec["model"]["cell"] == "mlp" and spec["forecast"]["synthetic"] == "sine"
 
@@ -67,7 +70,7 @@ def test_recurrent_model_from_stdin_and_a_spec_file(cli, tmp_path):
     assert saved["model"]["cell"] == "lstm" and saved["model"]["hidden"] == 8
     assert saved["forecast"]["tau"] == 16 and saved["forecast"]["train_horizon"] == 3 and saved["train"]["epochs"] == 1
     assert saved["train"]["lr"] == 0.005  # the recurrent family's default, chosen because the spec names lstm
-    assert [line.split()[0] for line in result.out.strip().splitlines()[1:]] == ["1"] * 3 + ["2"] * 3 + ["multi"] * 3
+    assert [line.split()[0] for line in result.out.strip().splitlines()[1:]] == ["1"] * 7 + ["2"] * 7 + ["multi"] * 7
 
 
 def test_bidirectional_is_refused_with_the_reason(cli):
@@ -85,8 +88,10 @@ def test_bidirectional_is_refused_with_the_reason(cli):
         (["--synthetic", "sine", "--n-train", "1000"], 2, "leaves nothing to test"),
         ([], 2, "no data"),
         (["nope.csv"], 1, "no such file or catalog corpus: nope.csv"),
-        (["--synthetic", "sine", "--length", "5"], 1, "series too short: 5 value(s), need at least 6"),
-        (["--synthetic", "sine", "--length", "6"], 1, "the training part has 4 values (raise --n-train)"),
+        (["--synthetic", "sine", "--length", "5"], 1, "series too short: 5 value(s), need at least 8 to split into training, validation"),
+        (["--synthetic", "sine", "--length", "12", "--tau", "6"], 1, "the training part before validation has 7 values and needs at least 8"),
+        (["--synthetic", "sine", "--length", "12", "--difference", "2,x"], 2, "--difference: expected auto, 0, or lags"),
+        (["--synthetic", "sine", "--level", "100"], 2, "forecast.intervals must be percentages between 1 and 99"),
     ],
 )
 def test_bad_flags_and_data_give_one_line(cli, args, code, message):
@@ -124,7 +129,7 @@ def test_train_task_forecast_and_eval_reproduce_the_report(cli, tmp_path):
     """The one training path: `train --task forecast` writes the run; `eval RUN` reprints its
     held-out table exactly; `eval RUN OTHER.csv` scores another series with the run's transform."""
     result = cli("train", "--task", "forecast", "airline-passengers", "--n-train", "120", "--k", "1,12", "--epochs", "2",
-                 "--log", "--difference", "12", "--out", "air", *FAST)
+                 "--transform", "log", "--difference", "12", "--out", "air", *FAST)
     assert result.code == 0, result.err
     report = json.loads(Path("air/report.json").read_text())["forecast"]
     scored = cli("eval", "air", "--json")
@@ -132,11 +137,55 @@ def test_train_task_forecast_and_eval_reproduce_the_report(cli, tmp_path):
     again = json.loads(scored.out)
     assert again["k_step"] == report["k_step"] and again["multi_step"] == report["multi_step"]
     table = cli("eval", "air")
-    assert table.out.splitlines()[0].split() == ["k", "method", "n", "mse", "mae", "smape", "mase"]
+    assert table.out.splitlines()[0].split() == ["k", "method", "n", "mae", "rmse", "smape", "mase"]
     from seqtool.data.corpora import locate
 
     lines = locate("airline-passengers").read_text().splitlines()
     (tmp_path / "short.csv").write_text("\n".join(lines[:133]) + "\n")  # 132 months: 120 train + 12 test
     other = json.loads(cli("eval", "air", "short.csv", "--json").out)
-    assert (other["n_train"], other["n_test"], other["log"], other["difference"]) == (120, 12, True, 12)
+    assert (other["n_train"], other["n_test"], other["transform"], other["difference"]) == (120, 12, "log", [12])
+    assert other["combination"] == again["combination"]  # the run's choice, not a new one
     assert one_error_line(cli("eval", "air", "--beam", "2"), 2).endswith("--beam is for translation runs; this is a forecasting run")
+
+
+def snapshot(folder: Path) -> dict:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_forecast_from_a_saved_run_continues_the_new_data(cli, tmp_path):
+    """No training: the run's network, transform, combination and interval widths on new data; the
+    run directory untouched, the output deterministic, timestamps continued."""
+    from seqtool.data.corpora import locate
+
+    trained = cli("forecast", "airline-passengers", "--n-train", "120", "--k", "1,12", "--epochs", "3", "--out", "air", *FAST)
+    assert trained.code == 0, trained.err
+    before = snapshot(Path("air"))
+    first = cli("forecast", "--checkpoint", "air", "airline-passengers", "--horizon", "12", "--level", "80,95")
+    assert first.code == 0, first.err
+    lines = first.out.strip().splitlines()
+    assert lines[0] == "time,forecast,lo-80,hi-80,lo-95,hi-95"
+    assert [line.split(",")[0] for line in lines[1:]] == [f"1961-{m:02d}" for m in range(1, 13)]
+    for line in lines[1:]:
+        f, lo80, hi80, lo95, hi95 = map(float, line.split(",")[1:])
+        assert lo95 <= lo80 < f < hi80 <= hi95
+    assert cli("forecast", "-c", "air", "airline-passengers", "--horizon", "12", "--level", "80,95").out == first.out
+    assert snapshot(Path("air")) == before
+    # a shorter history: the forecast starts right after it, from the run's model, not a refit
+    full = locate("airline-passengers").read_text().splitlines()
+    (tmp_path / "to1958.csv").write_text("\n".join(full[:121]) + "\n")
+    short = cli("forecast", "-c", "air", "to1958.csv", "--horizon", "2", "--out", "next.csv")
+    assert short.code == 0 and short.out == ""
+    assert Path("next.csv").read_text().splitlines()[1].startswith("1959-01,")
+    report = json.loads(Path("air/report.json").read_text())["forecast"]
+    one = next(r for r in report["k_step"] if r["k"] == 1 and r["method"] == "model")
+    assert report["n_train"] == 120 and one["n"] == 24
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--horizon", "0"], 2, "give --horizon H"),
+    (["--horizon", "3", "--level", "90"], 2, "--level 90: the run calibrated intervals at 80, 95 only"),
+    (["--horizon", "3", "--epochs", "9"], 2, "--epochs does not apply with --checkpoint"),
+])
+def test_forecast_from_a_saved_run_refuses_what_does_not_apply(cli, args, code, message):
+    assert cli("forecast", "--synthetic", "sine", "--length", "200", "--epochs", "1", "--k", "1", "--out", "s", *FAST).code == 0
+    assert message in one_error_line(cli("forecast", "-c", "s", *args), code)

@@ -13,6 +13,10 @@ from seqtool.core.spec import apply_overrides, spec_defaults
 from seqtool.forecast.task import ForecastTask
 
 
+#: the preprocessing fixed, so that values can be computed by hand
+PLAIN = {"forecast.transform": "none", "forecast.difference": "0", "forecast.tau": 4}
+
+
 def make_spec(corpus=None, cell=None, **overrides):
     spec = spec_defaults("forecast", cell)
     spec.data.corpus = str(corpus) if corpus else None
@@ -31,22 +35,27 @@ def csv_file(tmp_path):
 
 def test_defaults_follow_the_model_family():
     mlp, gru = spec_defaults("forecast"), spec_defaults("forecast", "gru")
-    assert (mlp.model.cell, mlp.model.hidden, mlp.forecast.tau, mlp.train.epochs, mlp.train.batch) == ("mlp", 10, 4, 5, 16)
-    assert (gru.model.cell, gru.model.hidden, gru.forecast.tau, gru.forecast.train_horizon) == ("gru", 32, 64, 16)
+    assert (mlp.model.cell, mlp.model.hidden, mlp.forecast.tau, mlp.train.batch) == ("mlp", 10, None, 16)  # tau: season + 1
+    assert (gru.model.cell, gru.model.hidden, gru.forecast.tau, gru.forecast.train_horizon) == ("gru", 32, None, 16)
+    assert (mlp.forecast.transform, mlp.forecast.difference, mlp.forecast.combine) == ("auto", "auto", "auto")
     assert spec_defaults("lm").model.hidden == 256
 
 
 def test_scaler_and_training_windows_see_only_the_training_part(csv_file):
     values = [math.sin(i / 3) + i / 10 for i in range(40)]
-    a = ForecastTask.from_spec(make_spec(csv_file(values, "a.csv"), **{"forecast.n_train": 30}))
+    a = ForecastTask.from_spec(make_spec(csv_file(values, "a.csv"), **PLAIN, **{"forecast.n_train": 30}))
     wild = values[:30] + [1e6 * (-1) ** i for i in range(10)]
-    b = ForecastTask.from_spec(make_spec(csv_file(wild, "b.csv"), **{"forecast.n_train": 30}))
+    b = ForecastTask.from_spec(make_spec(csv_file(wild, "b.csv"), **PLAIN, **{"forecast.n_train": 30}))
     assert a.task_state() == b.task_state()
     assert torch.equal(a.segments, b.segments)
     train = torch.tensor(values[:30], dtype=torch.float64)
     assert math.isclose(a.transform.scaler.mean, train.mean().item()) and math.isclose(a.transform.scaler.std, train.std(correction=0).item())
-    assert a.segments.shape == (30 - 5 + 1, 5)  # tau 4 + one label; the last label is value 30
-    assert torch.allclose(a.segments[-1].double(), a.transform.forward(train[-5:]), atol=1e-6)
+    fit = 30 - a.n_val  # the network trains before the validation part
+    assert a.n_val == 7 and a.segments.shape == (fit - 5 + 1, 5)  # tau 4 + one label; the last label is value `fit`
+    assert torch.allclose(a.segments[-1].double(), a.transform.forward(train[fit - 5: fit]), atol=1e-6)
+    auto = ForecastTask.from_spec(make_spec(csv_file(values, "a.csv"), **{"forecast.n_train": 30}))
+    wild_auto = ForecastTask.from_spec(make_spec(csv_file(wild, "b.csv"), **{"forecast.n_train": 30}))
+    assert auto.task_state() == wild_auto.task_state()  # the automatic choices too see only the training part
 
 
 def test_default_split_and_season(csv_file, tmp_path):
@@ -65,8 +74,8 @@ def test_bad_data_and_combinations(csv_file):
         ForecastTask.from_spec(make_spec(csv_file([3] * 20)))
     with pytest.raises(UsageError, match="leaves nothing to test"):
         ForecastTask.from_spec(make_spec(csv_file(range(20)), **{"forecast.n_train": 20}))
-    with pytest.raises(SeqtoolError, match="the training part has 5 values"):
-        ForecastTask.from_spec(make_spec(csv_file(range(20)), **{"forecast.n_train": 5, "forecast.train_horizon": 2}))
+    with pytest.raises(SeqtoolError, match="the training part before validation has 4 values and needs at least 7"):
+        ForecastTask.from_spec(make_spec(csv_file(range(20)), **PLAIN, **{"forecast.n_train": 5, "forecast.train_horizon": 2}))
     with pytest.raises(UsageError, match="bidirectional cannot be used for forecasting"):
         ForecastTask.from_spec(make_spec(csv_file(range(20)), "gru", **{"model.bidirectional": True}))
     with pytest.raises(UsageError, match="either a data file or --synthetic"):
@@ -83,14 +92,16 @@ def test_bad_data_and_combinations(csv_file):
 
 
 def test_recurrent_context_shrinks_to_fit_a_short_training_part(csv_file):
-    task = ForecastTask.from_spec(make_spec(csv_file([math.sin(i) for i in range(40)]), "gru", **{"forecast.n_train": 30}))
-    assert task.context == 30 - 16 and task.segments.shape == (1, 30)
-    assert task.build_model().context == 14
+    task = ForecastTask.from_spec(make_spec(csv_file([math.sin(i) for i in range(40)]), "gru", **PLAIN | {"forecast.tau": None},
+                                            **{"forecast.n_train": 30}))
+    assert task.context == 30 - task.n_val - 16 and task.segments.shape == (1, 30 - task.n_val)
+    assert task.build_model().context == 7
 
 
 def test_report_numbers_match_a_hand_built_model(csv_file):
     values = [1.0, 2.0, 4.0, 3.0, 5.0, 6.0, 8.0, 7.0, 9.0, 10.0, 12.0, 11.0]
-    spec = make_spec(csv_file(values), **{"forecast.n_train": 8, "forecast.k": [1, 2], "forecast.season": 2, "forecast.horizon": 3})
+    spec = make_spec(csv_file(values), **PLAIN, **{"forecast.n_train": 8, "forecast.k": [1, 2], "forecast.season": 2, "forecast.horizon": 3,
+                                                   "forecast.combine": "none"})
     task = ForecastTask.from_spec(spec)
     net = nn.Linear(4, 1).double()
     with torch.no_grad():
@@ -125,8 +136,8 @@ def test_spec_files_pick_forecast_defaults_by_task_and_model():
 
     assert from_dict({"task": "forecast"}).model.cell == "mlp"
     gru = from_dict({"task": "forecast", "model": {"cell": "gru"}, "forecast": {"k": [1, 2]}})
-    assert (gru.forecast.tau, gru.train.lr, gru.forecast.k) == (64, 0.005, [1, 2])
-    assert from_dict({"task": "forecast"}, cell="lstm").forecast.tau == 64  # a --model flag picks the family
+    assert (gru.train.lr, gru.train.epochs, gru.forecast.k) == (0.005, 30, [1, 2])
+    assert from_dict({"task": "forecast"}, cell="lstm").train.lr == 0.005  # a --model flag picks the family
     assert from_dict({"task": "forecast", "model": {"hidden": 7}}).model.hidden == 7  # the file beats the defaults
     with pytest.raises(UsageError, match="unknown key 'forecast.window'"):
         from_dict({"task": "forecast", "forecast": {"window": 3}})

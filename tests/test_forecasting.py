@@ -133,7 +133,7 @@ def test_k_step_on_differences_integrates_back_to_levels():
     from seqtool.forecast.series import Scaler, Transform
 
     x = torch.tensor([1.0, 2.0, 4.0, 7.0, 11.0, 16.0, 22.0, 29.0], dtype=torch.float64)  # differences 1 2 3 4 5 6 7
-    tr = Transform(Scaler(0.0, 1.0), lag=1)
+    tr = Transform(Scaler(0.0, 1.0), None, (1,))
     line = linear_ar([-1.0, 2.0])  # continues the differences as a line: the next difference is one more
     targets = [6, 7]
     preds = k_step(line, x, targets, [1, 2], tr)

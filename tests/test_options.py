@@ -19,7 +19,7 @@ from seqtool.core.spec import OPTIONS, TASKS, from_dict, options_markdown
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_FOR = {"lm": "timemachine", "translate": "fra-eng", "forecast": "airline-passengers"}
 FREE_TEXT = {"data.encoding": "latin-1", "forecast.column": "Passengers", "forecast.time_column": "Month",
-             "translate.tgt": "fr.txt", "output.out": "somewhere", "output.runs_root": "elsewhere"}
+             "translate.tgt": "fr.txt", "output.out": "somewhere", "output.runs_root": "elsewhere", "forecast.difference": "12,1"}
 
 
 def other_value(option: S.Option, task: str):
@@ -105,11 +105,12 @@ def test_forecast_command_has_exactly_the_forecast_options():
     import typer.main
 
     command = typer.main.get_command(app).commands["forecast"]
-    flags = {name for p in command.params for name in p.opts}
+    flags = {p.opts[0] for p in command.params}  # each parameter's own flag (aliases such as --level aside)
     for option in OPTIONS.values():
         if option.opt.argument or option.dotted == "task":
             continue
         assert (option.flag in flags) == ("forecast" in option.opt.tasks), option.dotted
+    assert "--level" in next(p for p in command.params if p.opts[0] == "--intervals").opts  # the name, where it is free
 
 
 def test_yaml_keys_are_the_flags():

@@ -132,7 +132,7 @@ def test_future_times_continue_the_time_axis():
 
 def test_transform_differences_and_undoes_them_with_its_own_forecasts():
     x = torch.tensor([10.0, 20.0, 30.0, 40.0, 50.0], dtype=torch.float64)
-    tr = Transform(Scaler(0.0, 1.0), log=False, lag=2)
+    tr = Transform(Scaler(0.0, 1.0), None, (2,))
     assert tr.forward(x).tolist() == [20.0, 20.0, 20.0]  # z[i] belongs to x[i + 2]
     # forecasts of the differences from origin 3 (x[3] = 40) for x[4], x[5], x[6]:
     # x[4] = 1 + x[2], x[5] = 2 + x[3], x[6] = 3 + (forecast of x[4])
@@ -142,14 +142,35 @@ def test_transform_differences_and_undoes_them_with_its_own_forecasts():
 
 def test_transform_log_and_scaling_fitted_on_the_training_part():
     train = torch.tensor([1.0, 2.0, 8.0, 16.0], dtype=torch.float64)
-    tr = Transform.fit(train, log=True, lag=1)
+    tr = Transform.fit(train, 0.0, [1])  # lambda 0: the log
     logs = torch.log(train)
     diffs = logs[1:] - logs[:-1]  # log 2, log 4, log 2
     assert math.isclose(tr.scaler.mean, diffs.mean().item()) and math.isclose(tr.scaler.std, diffs.std(correction=0).item())
     z = tr.forward(train)
     assert torch.allclose(tr.to_original(z[None, 1:], train, [1]), train[2:][None])  # exact z gives back the values
-    with pytest.raises(SeqtoolError, match="--log needs positive values; value 2 is 0"):
-        Transform.fit(torch.tensor([1.0, 0.0, 3.0], dtype=torch.float64), log=True)
+    with pytest.raises(SeqtoolError, match="--transform log needs positive values; value 2 is 0"):
+        Transform.fit(torch.tensor([1.0, 0.0, 3.0], dtype=torch.float64), 0.0)
     with pytest.raises(SeqtoolError, match="constant"):
-        Transform.fit(torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64), lag=1)  # a straight line: all differences equal
+        Transform.fit(torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64), None, [1])  # a straight line: all differences equal
     assert Transform.from_state(tr.state()) == tr
+    old = {"scaler": {"mean": 0.5, "std": 2.0}, "log": True, "lag": 12}  # as runs before Box-Cox saved it
+    assert Transform.from_state(old) == Transform(Scaler(0.5, 2.0), 0.0, (12,))
+
+
+def test_seasonal_and_first_differences_box_cox_and_their_exact_inverse():
+    """(1 - B)(1 - B^12) with Box-Cox 0.5: the model's exact z, fed back from any origin, gives the series again;
+    and a forecast of z = 0 (no change in the changes) continues last year's pattern shifted by the latest change."""
+    t = torch.arange(60, dtype=torch.float64)
+    x = 100 + t + 10 * torch.sin(2 * math.pi * t / 12) + torch.linspace(0, 3, 60) ** 2
+    tr = Transform.fit(x[:48], 0.5, [12, 1])
+    assert tr.coefficients() == [1.0, -1.0] + [0.0] * 10 + [-1.0, 1.0]
+    b = (x ** 0.5 - 1) / 0.5
+    expected = (b[13:] - b[12:-1]) - (b[1:-12] - b[:-13])
+    assert torch.allclose(tr.scaler.inverse(tr.forward(x)), expected)
+    z = tr.forward(x)
+    for origin in (20, 35, 47):
+        table = z[origin - 13 + 1: origin - 13 + 1 + 8][None]
+        assert torch.allclose(tr.to_original(table, x, [origin]), x[origin + 1: origin + 9][None])
+    flat = tr.to_original(torch.full((1, 1), -tr.scaler.mean / tr.scaler.std, dtype=torch.float64), x, [47])
+    inverse = lambda v: (0.5 * v + 1) ** 2  # noqa: E731
+    assert torch.allclose(flat, inverse(b[47] + b[36] - b[35])[None, None])

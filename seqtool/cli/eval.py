@@ -13,8 +13,7 @@ from seqtool.cli.options import typer_option
 from seqtool.core.errors import UsageError
 
 
-FLAG_FAMILY = {"--per-token": "lm", "--tgt": "translate", "--beam": "translate", "--length-penalty": "translate", "--max-len": "translate",
-               "--sentence-bleu": "translate", "--out": "translate"}
+FLAG_FAMILY = {"--per-token": "lm", **dict.fromkeys(("--tgt", "--beam", "--length-penalty", "--max-len", "--sentence-bleu", "--out"), "translate")}
 FAMILY_NAMES = {"lm": "language models", "translate": "translation runs", "forecast": "forecasting runs"}
 
 
@@ -41,7 +40,7 @@ def evaluate(
     forecaster's k-step errors against the baselines on its held-out tail (or on SERIES)."""
     from seqtool.core.restore import checkpoint_task
     from seqtool.core.run import atomic_write_text
-    from seqtool.forecast import evaluate as forecast_eval, report as forecast_report
+    from seqtool.forecast import report as forecast_report, saved as forecast_saved
     from seqtool.lm import evaluate as lm_eval
     from seqtool.lm.diagnostics import grad_flow_report
     from seqtool.translate import translator
@@ -61,7 +60,7 @@ def evaluate(
         result = translator.evaluate_checkpoint(checkpoint, data, tgt, beam, length_penalty, max_len, sentence_bleu, out, device)
         print(json.dumps(result, ensure_ascii=False) if as_json else translator.markdown_report(result), end="\n" if as_json else "")
     elif family == "forecast":
-        result = forecast_eval.evaluate_checkpoint(checkpoint, data, device)
+        result = forecast_saved.evaluate_checkpoint(checkpoint, data, device)
         print(json.dumps(result) if as_json else forecast_report.text_table(result))
     else:
         result, rows = lm_eval.evaluate_lm(checkpoint, data, device=device, per_token=per_token is not None)

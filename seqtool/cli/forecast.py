@@ -16,26 +16,27 @@ from seqtool.cli.options import QuietOpt, SpecOpt, spec_flags
 def forecast(
     data: Optional[str] = typer.Argument(None, help="CSV or one-number-per-line file, '-' for stdin, or a catalog name (airline-passengers)."),
     spec_path: Optional[Path] = SpecOpt,
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Forecast with this trained run (no training): "
+                                             "--horizon values past the end of DATA (default: the run's series); --out FILE writes the CSV."),
     quiet: bool = QuietOpt,
     flags: dict = None,
 ):
-    """Train a forecaster on a numeric series; report one-step, multi-step and k-step errors against
-    naive baselines (stdout: the metrics table, or with --horizon the forecast as CSV)."""
+    """Train a forecaster on a numeric series; report k-step and multi-step errors against naive,
+    seasonal-naive, drift, ETS and Theta (stdout: the table, or with --horizon the forecast as CSV)."""
     from seqtool.core.progress import Reporter
     from seqtool.core.session import fit, start_run
     from seqtool.core.spec import resolve_spec
     from seqtool.forecast.report import horizon_csv, text_table
+    from seqtool.forecast.saved import forecast_with_run
 
+    if checkpoint is not None:
+        sys.stdout.write(forecast_with_run(checkpoint, data, flags) or "")
+        return
     spec = resolve_spec(spec_path, data, {**flags, "task": "forecast"})
     trainer = start_run(spec, reporter=Reporter(quiet=quiet), command=command_line())
     if not quiet:
         err(f"run directory: {trainer.run.path}")
     results = fit(trainer)["forecast"]  # report.json's forecast section
-    if spec.forecast.horizon:
-        sys.stdout.write(horizon_csv(results["horizon"]))
-        if not quiet:
-            err(text_table(results))
-    else:
-        print(text_table(results))
+    print(horizon_csv(results["horizon"]) if spec.forecast.horizon else text_table(results), end="" if spec.forecast.horizon else "\n")
     if not quiet:
-        err(f"report: {trainer.run.path / 'report.md'}")
+        err((text_table(results) + "\n" if spec.forecast.horizon else "") + f"report: {trainer.run.path / 'report.md'}")

@@ -14,10 +14,11 @@ SpecOpt = typer.Option(None, "--spec", help="YAML run spec; flags override its f
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display.")
 
 
-def typer_option(dotted: str, help: str | None = None) -> Any:
-    """The typer.Option of one spec option; its default None means 'not given' (the spec decides)."""
+def typer_option(dotted: str, help: str | None = None, taken: frozenset = frozenset()) -> Any:
+    """The typer.Option of one spec option; its default None means 'not given' (the spec decides).
+    An alias that another option of the command has as its flag (`taken`) is left out."""
     option = OPTIONS[dotted]
-    names = [option.flag, *option.opt.aliases]
+    names = [option.flag, *(a for a in option.opt.aliases if a not in taken)]
     if option.kind is bool:
         names[0] = f"{option.flag}/{option.off_flag}"
     text = help or option.opt.help
@@ -35,8 +36,9 @@ def spec_flags(task: str | None = None) -> Callable:
         own = inspect.signature(command)
         hints = typing.get_type_hints(command)
         params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in own.parameters.values() if p.name != "flags"]
-        params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=typer_option(o.dotted), annotation=Optional[str if o.kind is list else o.kind])  # a list arrives as text: 1,4,16
-                   for o in chosen]
+        taken = frozenset(o.flag for o in chosen)
+        params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=typer_option(o.dotted, taken=taken),
+                                     annotation=Optional[str if o.kind is list else o.kind]) for o in chosen]  # a list arrives as text
 
         @functools.wraps(command)
         def with_flags(**kwargs):

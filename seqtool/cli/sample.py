@@ -31,7 +31,7 @@ def sample(
     r = restore(checkpoint, task="lm", device=device)
     for warning in r.task.prefix_warnings(prefix):
         err(f"warning: {warning}")
-    choice = {"greedy": greedy, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+    choice = dict(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
     if num == 1 and not as_json:  # stream the text as it is generated
 
         def write(piece: str) -> None:

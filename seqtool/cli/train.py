@@ -29,10 +29,9 @@ def train(
     from seqtool.core.session import check_launch, fit, resume_run, start_run
     from seqtool.core.spec import resolve_spec
 
-    if resume and spec_path:
-        raise UsageError("--resume takes the spec saved in the run; do not pass --spec")
-    if resume and dry_run:
-        raise UsageError("--dry-run shows the spec of a new run; a resumed run's spec is its spec.yaml")
+    if resume and (spec_path or dry_run):
+        raise UsageError("--resume takes the spec saved in the run; do not pass --spec" if spec_path else
+                         "--dry-run shows the spec of a new run; a resumed run's spec is its spec.yaml")
     spec = None if resume else resolve_spec(spec_path, corpus, flags, src=src)
     if dry_run:
         print(spec.to_yaml(only_used=True), end="")

@@ -57,6 +57,11 @@ def parse_int_list(text: str, flag: str = "--k") -> list[int]:
     return values
 
 
+def _check_levels(where: str, values: list) -> None:
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 100 for v in values):
+        raise UsageError(f"{where} must be percentages between 1 and 99, got {values!r}")
+
+
 def _check_positive_ints(where: str, values: list) -> None:
     if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
         raise UsageError(f"{where} must be a non-empty list of positive integers, got {values!r}")
@@ -184,11 +189,12 @@ class ForecastSpec:
     time_column: str | None = opt(None, "Time column; default: the first column when it is not the value column.", tasks=FC)
     fill: str = opt("none", "Missing values: none (an error) | ffill | interpolate.", tasks=FC,
                     choices=("none", "ffill", "interpolate"))
-    log: bool = opt(False, "Model log(x) (positive data whose swings grow with the level).", tasks=FC)
-    difference: int = opt(0, "Model x_t - x_{t-d}, e.g. 1 or the season (follows trends past the training range).", tasks=FC,
-                          low=0)
-    tau: int = opt(4, "Values the model reads: the AR window (mlp) or the latent model's context.", tasks=FC, low=0,
-                   low_open=True, high=MAX_SIZE, by_task={"forecast:recurrent": 64})
+    transform: str = opt("auto", "auto (chosen on the training part: none, log or Box-Cox by how the spread grows with the level) "
+                         "| none | log | box-cox.", tasks=FC, choices=("auto", "none", "log", "box-cox"))
+    difference: str | int = opt("auto", "Model differences: auto (seasonal by STL strength, first by KPSS), 0, or lags such as 12 or 12,1.",
+                                tasks=FC)
+    tau: int | None = opt(None, "Values the model reads: the AR window (mlp; default season + 1, at least 4) or the latent "
+                          "model's context (recurrent; default 64).", tasks=FC, low=0, low_open=True, high=MAX_SIZE)
     n_train: int | None = opt(None, "Values in the training part (default: 600 for --synthetic, else the first 80%).", tasks=FC,
                               low=0, low_open=True)
     train_horizon: int = opt(1, "Train on own rolled-out predictions this many steps ahead (1 = teacher forcing).", tasks=FC,
@@ -198,6 +204,11 @@ class ForecastSpec:
     season: int | None = opt(None, "Seasonal period for MASE and seasonal naive (default: 12 for monthly data, else 1).", tasks=FC,
                              low=0, low_open=True)
     horizon: int = opt(0, "Forecast this many values past the end of the series.", tasks=FC, low=0)
+    intervals: list = opt([], "Prediction intervals at these levels (%), e.g. 80,95: lo-L/hi-L columns in the forecast CSV "
+                          "(seqtool forecast also takes --level).", tasks=FC, aliases=("--level",),
+                          check=lambda where, v: _check_levels(where, v), parse=lambda text: parse_int_list(text, "--level"))
+    combine: str = opt("auto", "auto: the reported forecast is the network or its mean with ETS/Theta, whichever validates best; "
+                       "none: the network alone.", tasks=FC, choices=("auto", "none"))
 
 
 @dataclass
@@ -365,8 +376,11 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
 
 # ---- from YAML ---------------------------------------------------------------------------------
 def _renamed(raw: dict) -> dict:
-    """Old key names (output.dir, translate.target) read as their new ones."""
+    """Old key names (output.dir, translate.target) read as their new ones; the old forecast.log
+    switch becomes forecast.transform (log or none)."""
     raw = dict(raw)
+    if isinstance(raw.get("forecast"), dict) and isinstance(raw["forecast"].get("log"), bool):
+        raw["forecast"] = {("transform" if k == "log" else k): (("log" if v else "none") if k == "log" else v) for k, v in raw["forecast"].items()}
     for old, new in LEGACY_KEYS.items():
         section, key = old.split(".")
         if isinstance(raw.get(section), dict) and key in raw[section]:

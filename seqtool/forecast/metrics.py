@@ -56,3 +56,25 @@ def mase(forecast, actual, scale: float) -> float:
 
 def all_metrics(forecast, actual, scale: float) -> dict[str, float]:
     return {"mse": mse(forecast, actual), "mae": mae(forecast, actual), "smape": smape(forecast, actual), "mase": mase(forecast, actual, scale)}
+
+
+def rmse(forecast, actual) -> float:
+    value = mse(forecast, actual)
+    return value ** 0.5 if value == value else value
+
+
+def point_metrics(forecast, actual, scale: float) -> dict[str, float]:
+    """Every point measure the report gives: MSE, MAE, RMSE, sMAPE and MASE."""
+    return {**all_metrics(forecast, actual, scale), "rmse": rmse(forecast, actual)}
+
+
+def interval_scores(low, high, actual, level: int, scale: float) -> dict[str, float]:
+    """Empirical coverage of a level-% interval and its scaled interval score (MSIS, as in the M4
+    competition: width plus 2/alpha times each miss, over the MASE scale)."""
+    lo, hi, a = (torch.as_tensor(v, dtype=torch.float64) for v in (low, high, actual))
+    if not a.numel():
+        return {f"coverage-{level}": float("nan"), f"msis-{level}": float("nan")}
+    alpha = 1 - level / 100
+    score = (hi - lo) + 2 / alpha * (lo - a).clamp_min(0) + 2 / alpha * (a - hi).clamp_min(0)
+    inside = ((a >= lo) & (a <= hi)).double().mean()
+    return {f"coverage-{level}": float(inside), f"msis-{level}": float(score.mean()) / scale if scale else float("nan")}

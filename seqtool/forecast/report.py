@@ -9,7 +9,7 @@ import torch
 
 from seqtool.core.report import markdown_table, pyplot, save_figure
 
-COLUMNS = ["k", "method", "n", "mse", "mae", "smape", "mase"]
+COLUMNS = ["k", "method", "n", "mae", "rmse", "smape", "mase"]
 
 
 def _rows(results: dict) -> list[dict]:
@@ -19,22 +19,34 @@ def _rows(results: dict) -> list[dict]:
 
 def forecast_markdown(results: dict) -> str:
     r = results
+    chosen = r.get("chosen_by", {})
+    levels = sorted({int(key.split("-")[1]) for row in r["k_step"] for key in row if key.startswith("coverage-")})
     head = [
         "## Forecast evaluation",
         "",
-        f"- series: {r['series']}, {r['values']} values; training part: the first {r['n_train']}, test part: the last {r['n_test']}",
-        f"- model: {r['model']} reading {r['tau']} values of "
-        + ("log " if r.get("log") else "") + (f"lag-{r['difference']} differences" if r.get("difference") else "the series")
-        + f" (standardised on the training part); seasonal period {r['season']} "
-        f"(MASE scale: in-sample seasonal-naive MAE {r['mase_scale']:.4g})",
+        f"- series: {r['series']}, {r['values']} values; training part: the first {r['n_train']} (of which the last {r['n_val']} "
+        f"validate), test part: the last {r['n_test']} (used only here)",
+        f"- seasonal period {r['season']} (from {chosen.get('season', '--season')}); MASE scale: in-sample seasonal-naive MAE "
+        f"{r['mase_scale']:.4g}",
+        f"- transform: {r['transform']} (from {chosen.get('transform', '--transform')}); differences at lags "
+        f"{', '.join(map(str, r['difference'])) or 'none'} (from {chosen.get('difference', '--difference')}); then standardised",
+        f"- network: {r['model']} reading {r['tau']} values; model = {r['combination']} (the candidate with the lowest validation "
+        f"MASE: " + ", ".join(f"{name} {value:.3f}" for name, value in r.get("validation_mase", {}).items()) + ")",
+        f"- baselines on the same points: naive (last value), seasonal naive, drift, {r.get('ets', 'ETS')} (AICc-selected, "
+        "fitted on the training part, parameters fixed across origins), Theta",
         "- k: prediction for each test value made k steps earlier; multi: one recursive forecast from the end of the training part",
-        "- naive: the last known value; seasonal naive: the latest known value of the same season",
         *([f"- left out: k = {', '.join(map(str, r['skipped_k']))} (no test value has that much history)"] if r.get("skipped_k") else []),
+        "- lowest MASE: " + "; ".join(f"k={k}: {method}" for k, method in r.get("winners", {}).items()),
         "",
         markdown_table(_rows(r), COLUMNS),
     ]
+    if levels:
+        columns = ["k", "n"] + [c for level in levels for c in (f"coverage-{level}", f"msis-{level}")]
+        head += ["", "## Prediction intervals of model (split-conformal on the validation part)", "",
+                 markdown_table([row for row in r["k_step"] if row["method"] == "model"], columns)]
     if r.get("horizon"):
-        head += ["", f"## Forecast past the end ({len(r['horizon'])} values)", "", markdown_table(r["horizon"], ["time", "forecast"])]
+        columns = list(r["horizon"][0])
+        head += ["", f"## Forecast past the end ({len(r['horizon'])} values)", "", markdown_table(r["horizon"], columns)]
     return "\n".join(head)
 
 
@@ -53,7 +65,10 @@ def _fmt(value) -> str:
 
 
 def horizon_csv(horizon: list[dict]) -> str:
-    return "time,forecast\n" + "".join(f"{row['time']},{row['forecast']:.10g}\n" for row in horizon)
+    """time,forecast[,lo-L,hi-L ...] with one row per step past the end."""
+    columns = list(horizon[0]) if horizon else ["time", "forecast"]
+    return ",".join(columns) + "\n" + "".join(
+        ",".join(str(row[c]) if c == "time" else f"{row[c]:.10g}" for c in columns) + "\n" for row in horizon)
 
 
 def forecast_plot(path: Path, series, n_train: int, curves: dict, horizon: list[dict] | None) -> None:
@@ -73,7 +88,10 @@ def forecast_plot(path: Path, series, n_train: int, curves: dict, horizon: list[
         top.plot(targets, pred, color="tab:blue", lw=1, label="one-step")
     top.plot(range(n_train, n), curves["multi"], color="tab:red", ls="--", lw=1.2, label="multi-step (recursive)")
     if horizon:
-        top.plot(range(n, n + len(horizon)), [h["forecast"] for h in horizon], color="tab:green", lw=1.2, label="forecast past the end")
+        ahead = range(n, n + len(horizon))
+        top.plot(ahead, [h["forecast"] for h in horizon], color="tab:green", lw=1.2, label="forecast past the end")
+        for level, (low, high) in sorted(curves.get("bands", {}).items(), reverse=True):
+            top.fill_between(ahead, low[0], high[0], color="tab:green", alpha=0.15, lw=0, label=f"{level}% interval")
     top.set_title("one-step and multi-step forecasts (dotted line: end of training part)")
     top.legend(fontsize=8)
     for k in ks:

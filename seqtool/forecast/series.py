@@ -229,52 +229,86 @@ class Scaler:
 
 @dataclass
 class Transform:
-    """What the model sees: log (optional), then lag-d differences (optional), then standardisation,
-    all fitted on the training part. z[i] belongs to x[i + lag]. Differencing lets a model that only
-    knows the training range follow a trend past it; log turns growing seasonal swings into
-    constant ones."""
+    """What the model sees: a Box-Cox transform (lambda 0 is the log; None: none), then differences
+    at the given lags (seasonal and/or first), then standardisation, all fitted on the training part.
+    z[i] belongs to x[i + lag], lag = sum(lags). Box-Cox turns swings that grow with the level into
+    constant ones; differencing lets a model that only knows the training range follow a trend past it."""
 
     scaler: Scaler
-    log: bool = False
-    lag: int = 0
+    lam: float | None = None
+    lags: tuple[int, ...] = ()
+
+    @property
+    def lag(self) -> int:
+        return sum(self.lags)
+
+    @property
+    def name(self) -> str:
+        return "none" if self.lam is None else "log" if self.lam == 0 else f"box-cox {self.lam:g}"
 
     @classmethod
-    def fit(cls, train: torch.Tensor, log: bool = False, lag: int = 0) -> "Transform":
-        if lag >= len(train):
-            raise SeqtoolError(f"--difference {lag} needs a training part longer than {lag} values (it has {len(train)})")
-        return cls(Scaler.fit(cls(Scaler(0.0, 1.0), log, lag)._unscaled(train)), log, lag)
+    def fit(cls, train: torch.Tensor, lam: float | None = None, lags: tuple[int, ...] | list[int] = ()) -> "Transform":
+        lags = tuple(int(l) for l in lags)
+        if sum(lags) >= len(train) - 1:
+            raise SeqtoolError(f"--difference {','.join(map(str, lags))} needs a training part longer than {sum(lags) + 1} values (it has {len(train)})")
+        return cls(Scaler.fit(cls(Scaler(0.0, 1.0), lam, lags)._unscaled(train)), lam, lags)
+
+    def coefficients(self) -> list[float]:
+        """c of the differencing polynomial prod(1 - B^lag) = sum_i c_i B^i (c_0 = 1)."""
+        poly = [1.0]
+        for lag in self.lags:
+            grown = poly + [0.0] * lag
+            for i, c in enumerate(poly):
+                grown[i + lag] -= c
+            poly = grown
+        return poly
+
+    def box_cox(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lam is None:
+            return x
+        bad = (x <= 0).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise SeqtoolError(f"--transform {'log' if self.lam == 0 else 'box-cox'} needs positive values; value {i + 1} is {x[i].item():g}")
+        return torch.log(x) if self.lam == 0 else (x ** self.lam - 1) / self.lam
+
+    def inverse_box_cox(self, y: torch.Tensor) -> torch.Tensor:
+        if self.lam is None:
+            return y
+        if self.lam == 0:
+            return torch.exp(y)
+        return (self.lam * y + 1).clamp_min(1e-12) ** (1 / self.lam)
 
     def _unscaled(self, x: torch.Tensor) -> torch.Tensor:
-        if self.log:
-            bad = (x <= 0).nonzero()
-            if len(bad):
-                i = int(bad[0])
-                raise SeqtoolError(f"--log needs positive values; value {i + 1} is {x[i].item():g}")
-            x = torch.log(x)
-        return x[self.lag :] - x[: -self.lag] if self.lag else x
+        b = self.box_cox(x)
+        c, lag = self.coefficients(), self.lag
+        return sum(ci * b[lag - i: len(b) - i] for i, ci in enumerate(c)) if lag else b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scaler.transform(self._unscaled(x))
 
     def to_original(self, table: torch.Tensor, x: torch.Tensor, origins: list[int]) -> torch.Tensor:
         """Model-unit forecasts table[i, j] for x[origins[i] + j + 1] -> original units: undo the
-        scaling, add back the value `lag` steps earlier (known, or forecast from the same origin),
-        undo the log."""
+        scaling, undo the differences (with values known at the origin, or forecast from it), undo
+        the Box-Cox transform."""
         y = self.scaler.inverse(table.to(x.dtype))
         if self.lag:
-            levels = torch.log(x) if self.log else x
-            o = torch.tensor(origins)
+            levels, c, o = self.box_cox(x), self.coefficients(), torch.tensor(origins)
             for j in range(y.shape[1]):
-                earlier = levels[o + j + 1 - self.lag] if j + 1 <= self.lag else y[:, j - self.lag]
-                y[:, j] = y[:, j] + earlier
-        return torch.exp(y) if self.log else y
+                for i in range(1, len(c)):
+                    if c[i]:
+                        earlier = levels[o + j + 1 - i] if i >= j + 1 else y[:, j - i]
+                        y[:, j] = y[:, j] - c[i] * earlier
+        return self.inverse_box_cox(y)
 
     def state(self) -> dict:
-        return {"scaler": self.scaler.state(), "log": self.log, "lag": self.lag}
+        return {"scaler": self.scaler.state(), "lambda": self.lam, "lags": list(self.lags)}
 
     @classmethod
     def from_state(cls, state: dict) -> "Transform":
-        return cls(Scaler(**state["scaler"]), state["log"], state["lag"])
+        if "lags" not in state:  # written before Box-Cox and several differences: log and one lag
+            return cls(Scaler(**state["scaler"]), 0.0 if state["log"] else None, (state["lag"],) if state["lag"] else ())
+        return cls(Scaler(**state["scaler"]), state["lambda"], tuple(state["lags"]))
 
 
 _MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")

@@ -1,29 +1,37 @@
-"""Forecasting: predict the next value of a numeric series, then judge one-step, recursive
-multi-step and k-step-ahead forecasts on the held-out tail against naive baselines.
+"""Forecasting: predict the next values of a numeric series, then judge k-step-ahead and recursive
+multi-step forecasts on the held-out tail against naive, seasonal-naive, drift, ETS and Theta.
 
-The series is split once: the first n_train values train the model and fit the transform (log,
-differencing, scaling), so nothing about the test part leaks into training; everything after is
-the test part.
+The series is split once. The first n_train values are the training part: the seasonal period,
+the transform (Box-Cox or log, differencing, scaling) and the network's training all come from it.
+Its last `n_val` values are the validation part: the network trains on what comes before them,
+and they choose the checkpoint, choose what seqtool reports as its forecast (the network alone or
+combined with ETS/Theta: seqtool/forecast/combine.py) and calibrate the prediction intervals.
+Everything after n_train is the test part, used once, to report.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
+from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
 from seqtool.core.errors import SeqtoolError, UsageError
-from seqtool.forecast.metrics import all_metrics, seasonal_naive_scale
-from seqtool.forecast.predict import eval_targets, k_step, min_history, naive, one_step, recursive, seasonal_naive
-from seqtool.nn.forecaster import Forecaster, build_forecaster
-from seqtool.forecast.series import Series, Transform, check_series, future_times, monthly, parse_series, synthetic_sine
 from seqtool.core.task import Task
+from seqtool.forecast import auto
+from seqtool.forecast.baselines import ETS, Theta, drift_table, naive_table, seasonal_naive_table
+from seqtool.forecast.combine import Combination, choose
+from seqtool.forecast.metrics import interval_scores, point_metrics, seasonal_naive_scale
+from seqtool.forecast.predict import eval_targets, forecast_table, min_history
+from seqtool.forecast.series import Series, Transform, check_series, future_times, parse_series, synthetic_sine
+from seqtool.nn.forecaster import Forecaster, build_forecaster
 
 CLASSIC_N_TRAIN = 600  # the classic sine experiment trains on its first 600 values
+REPORT_LEVELS = (80, 95)  # interval levels the report always scores (--level adds columns to the CSV)
+BASELINES = ("naive", "seasonal naive", "drift", "ets", "theta")
 
 
 def load_series(spec) -> Series:
@@ -42,21 +50,39 @@ def load_series(spec) -> Series:
     return parse_series(text, f.column, f.time_column, f.fill, source=name)
 
 
+def parse_difference(value) -> list[int] | None:
+    """--difference: 'auto' (None), '0'/'none' ([]), or lags '12' / '12,1'."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    if text in ("0", "none", ""):
+        return []
+    try:
+        lags = [int(part) for part in text.split(",")]
+    except ValueError:
+        lags = [0]
+    if any(lag < 1 for lag in lags):
+        raise UsageError(f"--difference: expected auto, 0, or lags such as 12 or 12,1; got {value!r}")
+    return lags
+
+
 class ForecastTask(Task):
     name = "forecast"
-    monitor = "fit_mse"  # the training objective over all training segments: no test data in model selection
+    monitor = "val_mse"  # one-step error on the validation part: the test part never chooses
     unit = "windows"
 
-    def __init__(self, spec, series: Series | None, transform: Transform, n_train: int, season: int, context: int):
+    def __init__(self, spec, series: Series | None, transform: Transform, n_train: int, season: int, context: int,
+                 n_val: int, chosen: dict | None = None):
         super().__init__(spec)
         self.series, self.transform = series, transform
-        self.n_train, self.season, self.context = n_train, season, context
+        self.n_train, self.season, self.context, self.n_val = n_train, season, context, n_val
+        self.chosen = chosen or {}  # how season and transform were chosen, for the report
         self.recurrent = spec.model.cell != "mlp"
         self.skipped_k: list[int] = []
         if series is not None:
             self.z = transform.forward(series.values)  # float64, model units; z[i] belongs to x[i + lag]
             length = context + spec.forecast.train_horizon
-            self.segments = self.z[: n_train - transform.lag].float().unfold(0, length, 1).contiguous()
+            self.segments = self.z[: n_train - n_val - transform.lag].float().unfold(0, length, 1).contiguous()
 
     # ---- construction ------------------------------------------------------------------------
     @staticmethod
@@ -66,6 +92,7 @@ class ForecastTask(Task):
                 "--bidirectional cannot be used for forecasting: the backward direction would read "
                 "the future values the model has to predict"
             )
+        parse_difference(spec.forecast.difference)
 
     @classmethod
     def from_spec(cls, spec) -> "ForecastTask":
@@ -73,44 +100,72 @@ class ForecastTask(Task):
         f = spec.forecast
         series = load_series(spec)
         n = len(series)
-        recurrent = spec.model.cell != "mlp"
-        if recurrent:  # a latent model can start from one value; tau only caps its context
-            check_series(series, 1 + f.train_horizon + 1, f" (1 + --train-horizon {f.train_horizon} + 1 to test)")
-        else:
-            check_series(series, f.tau + f.train_horizon + 1, f" (--tau {f.tau} + --train-horizon {f.train_horizon} + 1 to test)")
+        check_series(series, 8, " to split into training, validation and test parts")
         if f.n_train is not None:
             n_train = f.n_train
             if n_train >= n:
                 raise UsageError(f"--n-train {n_train} leaves nothing to test: the series has {n} values")
         else:
             n_train = CLASSIC_N_TRAIN if f.synthetic and n > CLASSIC_N_TRAIN else int(n * 0.8)
-        lag = f.difference
-        need = (1 if recurrent else f.tau) + f.train_horizon + lag
-        if n_train < need:
-            raise SeqtoolError(
-                f"the training part has {n_train} values (raise --n-train); "
-                + (f"--tau {f.tau}, " if not recurrent else "")
-                + f"--train-horizon {f.train_horizon}" + (f" and --difference {lag}" if lag else "") + f" need at least {need}"
-            )
-        # a recurrent model's context shrinks to what the training part can hold
-        context = min(f.tau, n_train - lag - f.train_horizon) if recurrent else f.tau
-        season = f.season or (12 if monthly(series.times) else 1)
+        train = series.values[:n_train].numpy()
+        chosen = {}
+        season = f.season or (1 if f.synthetic else auto.detect_season(series.times, train))
+        chosen["season"] = "--season" if f.season else "the time column's frequency and the autocorrelation"
         if season >= n_train:
             raise SeqtoolError(f"--season {season} needs a training part longer than {season} values (it has {n_train})")
-        ks = [k for k in sorted(set(f.k)) if eval_targets(n_train, n, k, (1 if recurrent else context) + lag, season)]
-        if not ks:
+        lam = cls._choose_lambda(f.transform, train, season, chosen)
+        lags = parse_difference(f.difference)
+        if lags is None:
+            boxed = Transform(None, lam).box_cox(torch.as_tensor(train)).numpy() if lam is not None else train
+            lags = auto.choose_differences(boxed, season)
+            chosen["difference"] = "seasonal strength (STL) and KPSS"
+        else:
+            chosen["difference"] = "--difference"
+        ks = sorted(set(f.k))
+        n_val = min(max(8, 2 * season if season > 1 else 0, max(ks)), n_train // 4)
+        context = f.tau or (max(4, season + 1) if not cls._is_recurrent(spec) else 64)
+        need = (1 if cls._is_recurrent(spec) else context) + f.train_horizon + sum(lags)
+        if n_train - n_val < need + 1:
+            raise SeqtoolError(
+                f"the series is too short: the training part before validation has {n_train - n_val} values and needs at "
+                f"least {need + 1} ({'the model reads ' + str(context) + ' values, ' if not cls._is_recurrent(spec) else ''}"
+                f"--train-horizon {f.train_horizon}, differences {sum(lags)}); the whole series needs about "
+                f"{math.ceil((need + 1) / 0.6)} values, or pass a smaller --tau / --difference 0")
+        if cls._is_recurrent(spec):
+            context = min(context, n_train - n_val - sum(lags) - f.train_horizon)
+        evaluated = [k for k in ks if eval_targets(n_train, n, k, (1 if cls._is_recurrent(spec) else context) + sum(lags), season)]
+        if not evaluated:
             raise UsageError(f"--k {','.join(map(str, f.k))}: no test value has that much history before it; use a smaller k")
-        transform = Transform.fit(series.values[:n_train], f.log, lag)
-        task = cls(spec, series, transform, n_train, season, context)
-        task.skipped_k = sorted(set(f.k) - set(ks))  # too far ahead for this series: left out of the report
+        transform = Transform.fit(series.values[:n_train], lam, lags)
+        task = cls(spec, series, transform, n_train, season, context, n_val, chosen)
+        task.skipped_k = sorted(set(ks) - set(evaluated))  # too far ahead for this series: left out of the report
         return task
+
+    @staticmethod
+    def _is_recurrent(spec) -> bool:
+        return spec.model.cell != "mlp"
+
+    @staticmethod
+    def _choose_lambda(kind: str, train: np.ndarray, season: int, chosen: dict) -> float | None:
+        if kind == "auto":
+            name, lam = auto.choose_transform(train, season)
+            chosen["transform"] = "how the spread of each season grows with its level (Guerrero)"
+            return lam
+        chosen["transform"] = "--transform"
+        if kind == "none":
+            return None
+        if (train <= 0).any():
+            raise SeqtoolError(f"--transform {kind} needs positive values in the training part")
+        return 0.0 if kind == "log" else auto.box_cox_lambda(train, season)
 
     @classmethod
     def from_checkpoint(cls, spec, task_state: dict) -> "ForecastTask":
-        return cls(spec, None, Transform.from_state(task_state["transform"]), task_state["n_train"], task_state["season"], task_state["context"])
+        return cls(spec, None, Transform.from_state(task_state["transform"]), task_state["n_train"], task_state["season"],
+                   task_state["context"], task_state.get("n_val", 0), task_state.get("chosen"))
 
     def task_state(self) -> dict:
-        return {"transform": self.transform.state(), "n_train": self.n_train, "season": self.season, "context": self.context}
+        return {"transform": self.transform.state(), "n_train": self.n_train, "season": self.season, "context": self.context,
+                "n_val": self.n_val, "chosen": self.chosen}
 
     def build_model(self) -> nn.Module:
         m = self.spec.model
@@ -140,63 +195,115 @@ class ForecastTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: Forecaster, device) -> dict[str, float]:
+        """One-step squared error on the validation part, in the series' units (the checkpoint choice)."""
         was_training = model.training
         model.eval()
-        total, count = 0.0, 0
-        for i in range(0, len(self.segments), 1024):
-            seg = self.segments[i : i + 1024].to(device)
-            pred = model.segment_predictions(seg, self.spec.forecast.train_horizon)
-            total += float(((pred - seg[:, model.min_context :]) ** 2).sum())
-            count += pred.numel()
         x = self.series.values
-        targets = list(range(max(self.n_train, min_history(model, self.transform)), len(x)))
-        one = one_step(model, x, targets, self.transform)
-        test_mse = float(((one - x[targets]) ** 2).mean())
+        targets = list(range(self.n_train - self.n_val, self.n_train))
+        pred = forecast_table(model, x, [t - 1 for t in targets], 1, self.transform)[:, 0]
         model.train(was_training)
-        return {"fit_mse": total / max(count, 1), "test_mse": test_mse}
+        return {"val_mse": float(((pred - x[targets]) ** 2).mean())}
 
     # ---- forecasting and evaluation ----------------------------------------------------------
+    def network_table(self, model: Forecaster, x: np.ndarray, origins: list[int], steps: int) -> np.ndarray:
+        return forecast_table(model, torch.as_tensor(x), origins, steps, self.transform).numpy()
+
     @torch.no_grad()
-    def forecast_results(self, model: Forecaster, device) -> tuple[dict, dict]:
-        """Everything the report shows -> (results, curves to plot): metrics per k (model, naive,
-        seasonal naive on the same points), the recursive forecast over the test part, and the
-        forecast past the end."""
+    def fit_combination(self, model: Forecaster) -> Combination:
+        """Choose and calibrate the reported forecast on the validation part, then refit its
+        statistical members on the whole training part (the same fits as the ETS and Theta rows)."""
         model.eval()
-        f, x, tr = self.spec.forecast, self.series.values, self.transform
+        x = self.series.values.numpy()[: self.n_train]
+        steps = max(max(self.spec.forecast.k), 1)
+        origins = list(range(self.n_train - self.n_val - 1, self.n_train - 1))
+        scale = seasonal_naive_scale(x[: self.n_train - self.n_val], self.season)
+        levels = sorted(set(self.spec.forecast.intervals) | set(REPORT_LEVELS))
+        combination = choose(self.network_table(model, x, origins, steps), x, origins, self.n_train, self.season, scale, levels,
+                             allow=self.spec.forecast.combine == "auto")
+        combination.ets = ETS.fit(x, self.season) if "ets" in combination.members else None
+        combination.theta = Theta.fit(x, self.season) if "theta" in combination.members else None
+        return combination
+
+    @torch.no_grad()
+    def forecast_results(self, model: Forecaster, device, combination: Combination | None = None) -> tuple[dict, dict]:
+        """Everything the report shows -> (results, curves to plot): per k, seqtool's forecast
+        ('model'), the network alone and every baseline on the same test points, with interval
+        coverage and MSIS for 'model'; the recursive forecast over the test part; the forecast past the end."""
+        model.eval()
+        f = self.spec.forecast
+        combination = combination or self.fit_combination(model)
+        x = self.series.values.numpy()
         n, n0, m = len(x), self.n_train, self.season
         scale = seasonal_naive_scale(x[:n0], m)
+        ets, theta = ETS.fit(x[:n0], m), Theta.fit(x[:n0], m)
+        need = min_history(model, self.transform)
+        ks = sorted(set(f.k) - set(self.skipped_k))
+        kmax = max(ks)
+        lo = max(n0 - kmax, need - 1)
+        origins = list(range(lo, n - 1))
+        tables = self._tables(model, combination, ets, theta, x, origins, kmax)
         rows, curves = [], {"k": {}}
-        for k in sorted(set(f.k) - set(self.skipped_k)):
-            targets = eval_targets(n0, n, k, min_history(model, tr), m)
-            pred = k_step(model, x, targets, [k], tr)[k]
+        for k in ks:
+            targets = eval_targets(n0, n, k, need, m)
+            at = np.asarray(targets) - k - lo
             actual = x[targets]
-            curves["k"][k] = (targets, pred)
-            for method, forecast in (("model", pred), ("naive", naive(x, targets, k)), ("seasonal naive", seasonal_naive(x, targets, k, m))):
-                rows.append({"k": k, "method": method, "n": len(targets), **all_metrics(forecast, actual, scale)})
-        # recursive multi-step from the end of the training part, against the baselines from the same origin
-        steps = n - n0
-        multi = recursive(model, x, n0 - 1, steps, tr)
-        last_season = x[n0 - m : n0]
-        multi_rows = [
-            {"method": "model", "n": steps, **all_metrics(multi, x[n0:], scale)},
-            {"method": "naive", "n": steps, **all_metrics(x[n0 - 1].expand(steps), x[n0:], scale)},
-            {"method": "seasonal naive", "n": steps, **all_metrics(last_season.repeat(math.ceil(steps / m))[:steps], x[n0:], scale)},
-        ]
-        curves["multi"] = multi
+            for method, table in tables.items():
+                row = {"k": k, "method": method, "n": len(targets), **point_metrics(table[at, k - 1], actual, scale)}
+                if method == "model":
+                    for level in sorted(set(f.intervals) | set(REPORT_LEVELS)):
+                        low, high = combination.bounds(table[at, :], level)
+                        row.update(interval_scores(low[:, k - 1], high[:, k - 1], actual, level, scale))
+                rows.append(row)
+            curves["k"][k] = (targets, tables["model"][at, k - 1])
+        multi = self._tables(model, combination, ets, theta, x, [n0 - 1], n - n0)
+        multi_rows = [{"method": method, "n": n - n0, **point_metrics(table[0], x[n0:], scale)} for method, table in multi.items()]
+        curves["multi"] = multi["model"][0]
         result = {
-            "series": self.series.name, "values": n, "n_train": n0, "n_test": steps, "season": m,
-            "mase_scale": scale, "model": self.spec.model.cell, "tau": self.context,
-            "log": tr.log, "difference": tr.lag,
-            "k_step": rows, "multi_step": multi_rows, "skipped_k": self.skipped_k,
+            "series": self.series.name, "values": n, "n_train": n0, "n_val": self.n_val, "n_test": n - n0, "season": m,
+            "mase_scale": scale, "model": self.spec.model.cell, "tau": self.context, "transform": self.transform.name,
+            "difference": list(self.transform.lags), "chosen_by": self.chosen, "combination": combination.name,
+            "validation_mase": combination.validation, "ets": ets.name,
+            "k_step": rows, "multi_step": multi_rows, "skipped_k": self.skipped_k, "winners": winners(rows),
         }
         if f.horizon:
-            ahead = recursive(model, x, n - 1, f.horizon, tr)
-            result["horizon"] = [{"time": t, "forecast": float(v)} for t, v in zip(future_times(self.series.times, f.horizon), ahead)]
+            ahead = self._tables(model, combination, ets, theta, x, [n - 1], f.horizon)["model"][0]
+            result["horizon"] = horizon_rows(future_times(self.series.times, f.horizon), ahead, combination, f.intervals)
+            curves["bands"] = {level: combination.bounds(ahead[None, :], level) for level in (f.intervals or REPORT_LEVELS)}
         return result, curves
 
+    def _tables(self, model, combination: Combination, ets: ETS, theta: Theta, x: np.ndarray, origins: list[int], steps: int) -> dict:
+        network = self.network_table(model, x, origins, steps)
+        tables = {"model": combination.table(network, x, origins, steps), "network": network,
+                  "naive": naive_table(x, origins, steps), "seasonal naive": seasonal_naive_table(x, origins, steps, self.season),
+                  "drift": drift_table(x, origins, steps), "ets": ets.table(x, origins, steps), "theta": theta.table(x, origins, steps)}
+        return tables
+
     def report(self, model, device, run_dir) -> tuple[dict, list[str]]:
+        from seqtool.core.run import atomic_write_text
         from seqtool.forecast.report import forecast_markdown, forecast_plot
 
-        results, curves = self.forecast_results(model, device)
+        combination = self.fit_combination(model)
+        import json
+
+        atomic_write_text(Path(run_dir) / "combination.json", json.dumps(combination.state(), indent=2) + "\n")
+        results, curves = self.forecast_results(model, device, combination)
         forecast_plot(Path(run_dir) / "forecast.png", self.series, self.n_train, curves, results.get("horizon"))
         return {"forecast": results}, [forecast_markdown(results), "![series and forecasts](forecast.png)"]
+
+
+def winners(rows: list[dict]) -> dict[int, str]:
+    """The method with the lowest MASE at each k."""
+    best: dict[int, tuple[float, str]] = {}
+    for row in rows:
+        if row["mase"] == row["mase"] and (row["k"] not in best or row["mase"] < best[row["k"]][0]):
+            best[row["k"]] = (row["mase"], row["method"])
+    return {k: method for k, (_, method) in best.items()}
+
+
+def horizon_rows(times: list[str], forecast: np.ndarray, combination: Combination, levels: list[int]) -> list[dict]:
+    rows = [{"time": t, "forecast": float(v)} for t, v in zip(times, forecast)]
+    for level in levels:
+        low, high = combination.bounds(forecast[None, :], level)
+        for row, a, b in zip(rows, low[0], high[0]):
+            row[f"lo-{level}"], row[f"hi-{level}"] = float(a), float(b)
+    return rows
