@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from seqtool.core.errors import UsageError
-from seqtool.core.spec import (DataSpec, ForecastSpec, ModelSpec, OutputSpec, RunSpec, TrainSpec, TranslateSpec, apply_overrides,
+from seqtool.core.spec import (ModelSpec, RunSpec, apply_overrides,
                           from_dict, load_spec)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,9 +235,11 @@ def test_unknown_task_is_rejected():
         from_dict({"task": "poetry"})
 
 
-def test_each_section_class_has_the_documented_sections():
-    spec = RunSpec()
-    assert isinstance(spec.data, DataSpec) and isinstance(spec.model, ModelSpec)
-    assert isinstance(spec.train, TrainSpec) and isinstance(spec.output, OutputSpec)
-    assert isinstance(spec.forecast, ForecastSpec) and isinstance(spec.translate, TranslateSpec)
-    assert set(spec.to_dict()) == {"task", "data", "model", "train", "output", "forecast", "translate"}
+def test_a_runs_saved_spec_keeps_only_its_tasks_options():
+    lm = RunSpec().to_dict(only_used=True)
+    assert set(lm) == {"task", "data", "model", "train", "output"}  # no forecast or translate section
+    assert "truncation" in lm["train"] and "tgt" not in str(lm) and "attention" not in str(lm)
+    forecast = from_dict({"task": "forecast"}).to_dict(only_used=True)
+    assert set(forecast) == {"task", "data", "model", "train", "output", "forecast"}
+    assert set(forecast["data"]) == {"corpus", "encoding", "encoding_errors"} and "embed" not in forecast["model"]
+    assert from_dict(forecast) == from_dict({"task": "forecast"})  # and it loads back to the same spec

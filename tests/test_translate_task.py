@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -56,7 +58,13 @@ def test_evaluate_reports_loss_bleu_and_chrf_and_translate_keeps_order(task):
     model = task.build_model()
     metrics = task.evaluate(model, torch.device("cpu"))
     assert set(metrics) == {"val_loss", "val_bleu", "val_chrf"}
-    assert metrics["val_loss"] > 0 and 0 <= metrics["val_bleu"] <= 100
+    # an untrained model: its loss is close to a uniform guess over the target vocabulary
+    assert metrics["val_loss"] == pytest.approx(math.log(len(task.tgt_vocab)), rel=0.1)
+    from seqtool.translate.bleu import corpus_scores
+
+    hyps = [task.target_text(h[0].tokens) for h in task.translate(model, task.val_sources, torch.device("cpu"))]
+    expected = corpus_scores(hyps, [[task.reference_text(r) for r in refs] for refs in task.val_refs])
+    assert (metrics["val_bleu"], metrics["val_chrf"]) == (expected.bleu, expected.chrf)  # the same decoding, scored independently
     assert model.training  # evaluate puts the model back as it found it
     sentences = ["Go.", "", "I see a dog that runs.", "  ", "Hi."]
     out = task.translate(model, sentences, torch.device("cpu"), batch=2, beam=2, nbest=2)
