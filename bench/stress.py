@@ -48,10 +48,13 @@ def fuzz(workdir: Path) -> tuple[collections.Counter, list[str]]:
     corpus.write_text(fz.TEXT, encoding="utf-8")
     models = [fz.train_small(workdir, "letters"), fz.train_small(workdir, "none")]
     tried, problems = collections.Counter(), []
+    hostile, valid = set(), set()
 
     def record(family: str, result, allowed=(0, 1, 2), extra_ok: bool = True) -> None:
         tried[family] += 1
         tried[f"exit {result.code}"] += 1
+        # distinct cases: a hostile one is refused (exit 1/2), a valid one is accepted (exit 0)
+        (hostile if result.code else valid).add((family, repr(result.args)))
         issue = fz.problem(result, allowed) or (None if extra_ok else "wrong output")
         if issue:
             problems.append(f"{family}: {issue} <- {[str(a)[:60] for a in result.args]}")
@@ -81,6 +84,7 @@ def fuzz(workdir: Path) -> tuple[collections.Counter, list[str]]:
         t0 = time.perf_counter()
         driver(strategy, body)()
         print(f"  {name:<7} {tried[name]:>5} cases  {time.perf_counter() - t0:6.1f} s", flush=True)
+    tried["distinct hostile"], tried["distinct valid"] = len(hostile), len(valid)
     return tried, problems
 
 
@@ -97,16 +101,18 @@ def main() -> int:
         reference = chaos.reference_run(work, corpus, RUN_ARGS)
         print(f"kills ({SESSIONS} series of {KILLS_PER_SESSION}) and interrupts ({INTERRUPTS}):", flush=True)
         kills = survived = mid_write = 0
-        matched, runs = 0, 0
+        matched, runs, weights_equal = 0, 0, 0
         for i in range(SESSIONS):
             session = work / f"kill-{i}"
             session.mkdir()
             report = chaos.kill_and_resume(session, corpus, RUN_ARGS, KILLS_PER_SESSION, SEED * 1000 + i, reference,
                                            max_delay=reference[-1]["elapsed"] / len(reference) / 2)
             kills, survived, mid_write = kills + report.kills, survived + report.survived, mid_write + report.mid_write
-            runs, matched = runs + 1, matched + report.matched
+            equal = chaos.same_state(session / "run", work / "reference")
+            runs, matched, weights_equal = runs + 1, matched + report.matched, weights_equal + equal
             print(f"  series {i}: {report.survived}/{report.kills} kills survived, {report.mid_write} mid-write, "
-                  f"resume {'matched' if report.matched else 'DIFFERED'}", flush=True)
+                  f"resume {'matched' if report.matched else 'DIFFERED'}, weights and optimizer state "
+                  f"{'equal' if equal else 'DIFFERENT'}", flush=True)
         interrupted = said = 0
         for i in range(INTERRUPTS):
             session = work / f"int-{i}"
@@ -118,19 +124,23 @@ def main() -> int:
             if outcome["interrupted"] and not outcome["said_how"]:
                 problems.append(f"Ctrl-C did not end with the resume command: {outcome['log'].strip()[-200:]!r}")
             runs, matched = runs + 1, matched + outcome["matched"]
+            weights_equal += chaos.same_state(session / "run", work / "reference")
         bad = sum(tried[f] for f in ("corpus", "flags", "spec", "sample", "eval"))
         print()
         print("stress summary")
-        print(f"  bad inputs tried:   {bad} ({', '.join(f'{f} {tried[f]}' for f in ('corpus', 'flags', 'spec', 'sample', 'eval'))}); "
-              f"exit 0/1/2: {tried['exit 0']}/{tried['exit 1']}/{tried['exit 2']}; crashes or bad stderr: {len(problems)}")
+        print(f"  fuzzed cases:       {bad} ({', '.join(f'{f} {tried[f]}' for f in ('corpus', 'flags', 'spec', 'sample', 'eval'))}); "
+              f"crashes or bad stderr: {len(problems)}")
+        print(f"  of which distinct:  {tried['distinct hostile']} hostile inputs refused with one line (exit 1/2), "
+              f"{tried['distinct valid']} valid cases accepted (exit 0)")
         print(f"  kills survived:     {survived}/{kills} SIGKILLs ({mid_write} landed in the middle of an atomic write)")
         print(f"  Ctrl-C:             {interrupted} of {INTERRUPTS} runs interrupted ({INTERRUPTS - interrupted} had finished), "
               f"{said} exited 130 with the resume command")
-        print(f"  resumes matched:    {matched}/{runs} resumed runs logged exactly the uninterrupted run's metrics")
+        print(f"  resumes matched:    {matched}/{runs} resumed runs logged exactly the uninterrupted run's metrics; "
+              f"{weights_equal}/{runs} ended with its weights and optimizer state (torch.equal)")
         print(f"  wall time:          {time.perf_counter() - t0:.0f} s")
         for line in problems[:20]:
             print("  PROBLEM", line)
-        ok = not problems and survived == kills and matched == runs and said == interrupted
+        ok = not problems and survived == kills and matched == runs and weights_equal == runs and said == interrupted
         return 0 if ok else 1
 
 

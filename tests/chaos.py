@@ -247,3 +247,25 @@ def reference_run(workdir: Path, corpus: Path, train_args: list[str]) -> list[di
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def same_state(run: Path, other: Path) -> bool:
+    """Every parameter and every optimizer state tensor of the two runs' last checkpoints are equal
+    (torch.equal: bit for bit), and so are the plain optimizer settings."""
+    import torch
+
+    from seqtool.core.run import load_checkpoint
+
+    a, b = (load_checkpoint(Path(r) / "checkpoints" / "last.pt") for r in (run, other))
+    if a["model"].keys() != b["model"].keys() or not all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]):
+        return False
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    if sa.keys() != sb.keys():
+        return False
+    for key in sa:
+        for name, value in sa[key].items():
+            other_value = sb[key][name]
+            same = torch.equal(value, other_value) if isinstance(value, torch.Tensor) else value == other_value
+            if not same:
+                return False
+    return a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]

@@ -118,6 +118,7 @@ def test_sigkill_at_random_moments_always_leaves_a_resumable_run(workdir, corpus
     assert report.steps == sorted(report.steps) and report.steps[-1] > 0
     assert report.temp_files_left == 0  # resume removes what a kill left mid-write
     assert report.matched, "the killed-and-resumed run diverged from the uninterrupted one"
+    assert chaos.same_state(workdir / "killed" / "run", workdir / "reference")  # weights and optimizer state, bit for bit
 
 
 def test_sigint_exits_130_with_the_resume_command_and_resuming_matches(workdir, corpus, reference):
