@@ -4,7 +4,7 @@ sampling speed.
 
     python bench/bench_speed.py            # BENCH_SECONDS (default 30) of training per row
 
-- peak: the best of several large torch.mm (2048 x 2048) of the row's dtype at its thread count
+- peak: the median of several large torch.mm (2048 x 2048) of the row's dtype at its thread count
   (bf16 autocast runs the matmuls in bf16, so its row is set against the bf16 peak).
 - FLOPs per token are counted, not measured: a recurrent layer with g gates (rnn 1, gru 3, lstm 4),
   input width I and hidden H does 2*g*H*(I + H) per token, the output layer 2*H*V, the embedding
@@ -12,9 +12,12 @@ sampling speed.
   one). Elementwise gate arithmetic is not counted, so the ratio is a lower bound of the work done.
 - tokens/s is the steady state: tokens over time inside training steps, after a few warm-up steps
   (held-out evaluation, start-up and, with --compile, compilation excluded).
+- every row runs once per round and the rounds alternate (BENCH_ROUNDS, default 3): the table gives
+  medians with min-max, and each ratio (DDP, bf16, compile against the 1-process fp32 row) is the
+  median of its per-round ratios. Never the best run.
 - DDP: `torchrun` with 2 processes x 1 thread against 1 process x 1 thread, each process with the
-  same rows per step (global batch 2B against B), alternated BENCH_ROUNDS times (default 2), the
-  best of each kept. Target >= 1.7x on a 2-core machine; it needs both cores free.
+  same rows per step (global batch 2B against B). Target >= 1.7x on a 2-core machine; it needs
+  both cores free.
 - the fused GRU at hidden 512: target >= 50% of the measured peak in training.
 - sampling: tokens/s generating 10,000 characters from the default-spec run (one sequence, so the
   recurrent step is latency-bound: a matrix-vector product per layer per token).
@@ -27,6 +30,7 @@ is less sensitive than the raw numbers.
 from __future__ import annotations
 
 import argparse
+import statistics
 import json
 import os
 import subprocess
@@ -59,18 +63,18 @@ def train_flops_per_token(cell: str, embed: int, hidden: int, layers: int, vocab
 
 
 def matmul_peak(threads: int, dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 6) -> float:
-    """GFLOP/s of the best of `reps` n x n torch.mm at `threads` threads."""
+    """GFLOP/s of the median of `reps` n x n torch.mm at `threads` threads."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
-    best = float("inf")
+    times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
     torch.set_num_threads(before)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 # ---- one row: train for a while, report steady-state tokens/s ------------------------------------
@@ -144,29 +148,37 @@ def sampling_speed(run_dir: str, length: int = 10_000) -> float:
     return length / (time.perf_counter() - t0)
 
 
-def print_report(rows: dict, peaks: dict, sample: float, cores: int) -> None:
-    print(f"\nSpeed on this machine ({cores} cores); matmul peak (2048 x 2048 torch.mm): "
-          + ", ".join(f"{p:,.0f} GFLOP/s {d} at {t} thread{'s' * (t > 1)}" for (t, d), p in peaks.items()))
+def print_report(rows: dict[str, list[dict]], peaks: dict, sample: list[float], cores: int) -> None:
+    """rows: every round's measurement of each row (alternated rounds)."""
+    from bench.rounds import ratio, spread
+
+    rounds = len(rows["one"])
+    med = lambda key, field: statistics.median(r[field] for r in rows[key])  # noqa: E731
+    print(f"\nSpeed on this machine ({cores} cores), {rounds} alternated rounds, medians (min-max); matmul peak (2048 x 2048 torch.mm, "
+          "median): " + ", ".join(f"{p:,.0f} GFLOP/s {d} at {t} thread{'s' * (t > 1)}" for (t, d), p in peaks.items()))
     print("FLOPs per token are counted analytically (recurrent + output matmuls, training = 3 x forward)")
-    print(f"{'row':<44}{'tokens/s':>10}{'MFLOP/token':>13}{'GFLOP/s':>9}{'of peak':>9}")
-    for r in rows.values():
+    print(f"{'row':<44}{'tokens/s':>28}{'MFLOP/token':>13}{'GFLOP/s':>9}{'of peak':>9}")
+    for key, measured in rows.items():
+        r = measured[0]
         peak = peaks[(r["threads"], r["precision"])] * r["processes"]
-        print(f"{r['name']:<44}{r['tokens_per_s']:>10,.0f}{r['train_flops_per_token'] / 1e6:>13.2f}{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}")
+        print(f"{r['name']:<44}{spread([m['tokens_per_s'] for m in measured]):>28}{r['train_flops_per_token'] / 1e6:>13.2f}"
+              f"{med(key, 'gflops'):>9.1f}{med(key, 'gflops') / peak:>9.0%}")
     print()
     for key in ("h512_one", "h512"):
         if key in rows:
-            r = rows[key]
+            r = rows[key][0]
             print(f"fused GRU, hidden 512, training, {r['threads']} thread{'s' * (r['threads'] > 1)}: "
-                  f"{r['gflops'] / peaks[(r['threads'], 'fp32')]:.0%} of the measured fp32 matmul peak (target >= 50%)")
-    scaling = rows["ddp"]["tokens_per_s"] / rows["one"]["tokens_per_s"]
-    print(f"DDP scaling, 2 processes x 1 thread vs 1 x 1, same rows per process: {scaling:.2f}x (target >= 1.7x)")
-    share_one, share_ddp = rows["one"]["cpu_share"], rows["ddp"]["cpu_share"]
-    print(f"  CPU time each process got (rank 0): {share_one:.0%} of a core alone, {share_ddp:.0%} in DDP"
-          + (f"; with the cores as free as for the single process: ~{scaling * share_one / share_ddp:.2f}x" if share_ddp < 0.9 * share_one else ""))
+                  f"{med(key, 'gflops') / peaks[(r['threads'], 'fp32')]:.0%} of the measured fp32 matmul peak (target >= 50%)")
+    tokens = {key: [m["tokens_per_s"] for m in measured] for key, measured in rows.items()}
+    scaling = ratio(tokens["ddp"], tokens["one"])
+    print(f"DDP scaling, 2 processes x 1 thread vs 1 x 1, same rows per process, median of per-round ratios: "
+          f"{spread(scaling, '.2f')} (target >= 1.7x)")
+    share_one, share_ddp = med("one", "cpu_share"), med("ddp", "cpu_share")
+    print(f"  CPU time each process got (rank 0, median): {share_one:.0%} of a core alone, {share_ddp:.0%} in DDP")
     if "compile" in rows:
-        print(f"--compile / eager, default spec, 1 thread: {rows['compile']['tokens_per_s'] / rows['one']['tokens_per_s']:.2f}x")
-    print(f"bf16 autocast / fp32, default spec, 1 thread: {rows['bf16']['tokens_per_s'] / rows['one']['tokens_per_s']:.2f}x")
-    print(f"sampling 10,000 characters (one sequence, in-process, 1 thread): {sample:,.0f} tokens/s")
+        print(f"--compile / eager, default spec, 1 thread: {spread(ratio(tokens['compile'], tokens['one']), '.2f')}")
+    print(f"bf16 autocast / fp32, default spec, 1 thread: {spread(ratio(tokens['bf16'], tokens['one']), '.2f')}")
+    print(f"sampling 10,000 characters (one sequence, in-process, 1 thread), {len(sample)} runs: {spread(sample)} tokens/s")
 
 
 def main() -> None:
@@ -180,8 +192,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 2)),
-                        help="alternating runs of the 1-process and DDP rows; the best of each is kept")
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)),
+                        help="alternated rounds: every row runs once per round (at least 3)")
     parser.add_argument("--skip-compile", action="store_true", help="leave out the --compile row (its compilation takes minutes on CPU)")
     args = parser.parse_args()
     if args.worker:
@@ -191,29 +203,27 @@ def main() -> None:
     budget = args.seconds
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        rows = {}
-
-        def row(key, title, **kw):  # the best of repeated measurements is kept
-            new = run_row(title, budget, tmp / key, **kw)
-            print(f"  {title}: {new['tokens_per_s']:,.0f} tokens/s", file=sys.stderr, flush=True)
-            if key not in rows or new["tokens_per_s"] > rows[key]["tokens_per_s"]:
-                rows[key] = new
-
-        kinds = [(t, "fp32") for t in sorted({1, cores})] + [(1, "bf16")]
-        peaks = {k: matmul_peak(k[0], DTYPES[k[1]]) for k in kinds}  # measured before and after the rows; the best is kept
-        print(f"training each row for {budget:.0f} s ...", file=sys.stderr, flush=True)
-        for _ in range(args.rounds):  # alternated: a busy spell slows one round of both, not one side
-            row("one", "default spec, 1 thread", threads=1)
-            row("ddp", "default spec, DDP 2 processes x 1 thread", threads=1, nproc=2, batch=128)
-        row("h512_one", "hidden 512, 1 thread", threads=1, hidden=512)
+        contenders = [("one", "default spec, 1 thread", dict(threads=1)),
+                      ("ddp", "default spec, DDP 2 processes x 1 thread", dict(threads=1, nproc=2, batch=128)),
+                      ("bf16", "default spec, bf16 autocast, 1 thread", dict(threads=1, precision="bf16")),
+                      ("h512_one", "hidden 512, 1 thread", dict(threads=1, hidden=512))]
         if cores > 1:
-            row("default", f"default spec, {cores} threads", threads=cores)
-            row("h512", f"hidden 512, {cores} threads", threads=cores, hidden=512)
-        row("bf16", "default spec, bf16 autocast, 1 thread", threads=1, precision="bf16")
+            contenders += [("default", f"default spec, {cores} threads", dict(threads=cores)),
+                           ("h512", f"hidden 512, {cores} threads", dict(threads=cores, hidden=512))]
         if not args.skip_compile:
-            row("compile", "default spec, --compile, 1 thread", threads=1, compile=True)
-        sample = sampling_speed(rows["one"]["run"])
-        peaks = {k: max(peaks[k], matmul_peak(k[0], DTYPES[k[1]])) for k in kinds}
+            contenders.append(("compile", "default spec, --compile, 1 thread", dict(threads=1, compile=True)))
+        kinds = [(t, "fp32") for t in sorted({1, cores})] + [(1, "bf16")]
+        peak_runs = {k: [matmul_peak(k[0], DTYPES[k[1]])] for k in kinds}
+        print(f"training each row for {budget:.0f} s, {args.rounds} alternated rounds ...", file=sys.stderr, flush=True)
+        rows: dict[str, list[dict]] = {key: [] for key, _, _ in contenders}
+        for _ in range(max(args.rounds, 3)):  # a busy spell slows one round of every row, not one row
+            for key, title, kw in contenders:
+                rows[key].append(run_row(title, budget, tmp / key, **kw))
+                print(f"  {title}: {rows[key][-1]['tokens_per_s']:,.0f} tokens/s", file=sys.stderr, flush=True)
+            for k in kinds:
+                peak_runs[k].append(matmul_peak(k[0], DTYPES[k[1]]))
+        sample = [sampling_speed(rows["one"][-1]["run"]) for _ in range(3)]
+        peaks = {k: statistics.median(v) for k, v in peak_runs.items()}
 
     print_report(rows, peaks, sample, cores)
 
