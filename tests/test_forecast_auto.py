@@ -140,3 +140,26 @@ def test_interval_scores_by_hand():
     assert scores["coverage-80"] == pytest.approx(1 / 3)
     # width 2 each; misses of 1 above and 1 below cost 2 / 0.2 = 10 each: (2 + 12 + 12) / 3 / scale 2
     assert scores["msis-80"] == pytest.approx((2 + 12 + 12) / 3 / 2)
+
+
+def test_irregular_dates_are_counted_and_the_first_named():
+    days = [f"2020-01-{d:02d}" for d in range(1, 21)]
+    assert auto.irregular_steps(days) == (0, None)
+    gappy = days[:10] + days[11:] + ["2020-01-20"]  # a missing day, then a repeated one
+    assert auto.irregular_steps(gappy) == (2, "2020-01-10 -> 2020-01-12")
+    assert auto.irregular_steps(MONTHS) == (0, None)  # only day-spaced labels are checked
+
+
+def test_the_report_says_when_rows_are_taken_as_consecutive(tmp_path):
+    from seqtool.core.spec import apply_overrides, spec_defaults
+    from seqtool.forecast.task import ForecastTask
+
+    path = tmp_path / "d.csv"
+    from datetime import date, timedelta
+
+    start = date(2021, 1, 1)
+    rows = [f"{start + timedelta(days=i)},{10 + (i % 7) + i / 50:.3f}" for i in range(140) if i != 40]  # 2021-02-10 missing
+    path.write_text("day,value\n" + "\n".join(rows) + "\n")
+    spec = apply_overrides(spec_defaults("forecast"), {"data.corpus": str(path)})
+    task = ForecastTask.from_spec(spec)
+    assert (task.chosen["irregular_steps"], task.chosen["first_irregular_step"]) == (1, "2021-02-09 -> 2021-02-11")

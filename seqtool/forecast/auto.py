@@ -50,6 +50,21 @@ def time_step(times: list[str]) -> str | None:
     return None
 
 
+def irregular_steps(times: list[str]) -> tuple[int, str | None]:
+    """Rows whose date is not one usual step after the previous one (a gap, a repeat, a step
+    back): how many, and the first as 'A -> B'. Only for day-spaced date labels; (0, None) otherwise."""
+    if time_step(times) not in ("day", "week"):
+        return 0, None
+    try:
+        days = [date(*map(int, t.strip()[:10].split("-"))).toordinal() for t in times]
+    except ValueError:
+        return 0, None
+    steps = [b - a for a, b in zip(days, days[1:])]
+    usual = _mode(steps)
+    odd = [i for i, s in enumerate(steps) if s != usual]
+    return len(odd), (f"{times[odd[0]].strip()} -> {times[odd[0] + 1].strip()}" if odd else None)
+
+
 def _mode(values: list[int]) -> int:
     return max(set(values), key=values.count) if values else 0
 

@@ -34,6 +34,8 @@ def forecast_markdown(results: dict) -> str:
         f"MASE: " + ", ".join(f"{name} {value:.3f}" for name, value in r.get("validation_mase", {}).items()) + ")",
         f"- baselines on the same points: naive (last value), seasonal naive, drift, {r.get('ets', 'ETS')} (AICc-selected, "
         "fitted on the training part, parameters fixed across origins), Theta",
+        *([f"- time column: {chosen['irregular_steps']} irregular step(s) (first: {chosen['first_irregular_step']}); the rows are "
+           "taken as consecutive observations"] if chosen.get("irregular_steps") else []),
         "- k: prediction for each test value made k steps earlier; multi: one recursive forecast from the end of the training part",
         *([f"- left out: k = {', '.join(map(str, r['skipped_k']))} (no test value has that much history)"] if r.get("skipped_k") else []),
         "- lowest MASE: " + "; ".join(f"k={k}: {method}" for k, method in r.get("winners", {}).items()),

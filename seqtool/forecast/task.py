@@ -108,7 +108,8 @@ class ForecastTask(Task):
         else:
             n_train = CLASSIC_N_TRAIN if f.synthetic and n > CLASSIC_N_TRAIN else int(n * 0.8)
         train = series.values[:n_train].numpy()
-        chosen = {}
+        irregular, first = auto.irregular_steps(series.times)
+        chosen = {"irregular_steps": irregular, "first_irregular_step": first} if irregular else {}
         season = f.season or (1 if f.synthetic else auto.detect_season(series.times, train))
         chosen["season"] = "--season" if f.season else "the time column's frequency and the autocorrelation"
         if season >= n_train:
