@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from seqtool.forecast.predict import eval_targets, forecast_from, k_step, naive, one_step, recursive, seasonal_naive
+from seqtool.forecast.baselines import naive_table, seasonal_naive_table
+from seqtool.forecast.predict import eval_targets, forecast_from, k_step, one_step, recursive
 from seqtool.nn.forecaster import ARForecaster, LatentForecaster, build_forecaster
 from seqtool.nn.stack import RecurrentStack
 
@@ -86,11 +87,14 @@ def test_forecast_from_refuses_origins_without_enough_history():
 
 
 def test_baselines():
-    x = torch.arange(20.0)
-    assert naive(x, [10, 11], 3).tolist() == [7, 8]
-    assert seasonal_naive(x, [10, 11], 3, 4).tolist() == [6, 7]  # same season, last known at t-3
-    assert seasonal_naive(x, [10], 5, 4).tolist() == [2]  # k=5 > m=4: two seasons back
-    assert seasonal_naive(x, [10], 1, 1).tolist() == naive(x, [10], 1).tolist()
+    """Target t from origin t - k: column k - 1 of the table built at that origin."""
+    import numpy as np
+
+    x = np.arange(20.0)
+    assert naive_table(x, [7, 8], 3)[:, 2].tolist() == [7, 8]
+    assert seasonal_naive_table(x, [7, 8], 3, 4)[:, 2].tolist() == [6, 7]  # same season, last known at t-3
+    assert seasonal_naive_table(x, [5], 5, 4)[:, 4].tolist() == [2]  # k=5 > m=4: two seasons back
+    assert seasonal_naive_table(x, [9], 1, 1).tolist() == naive_table(x, [9], 1).tolist()
 
 
 def test_eval_targets_share_points_across_methods():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seqtool.core.errors import SeqtoolError, UsageError
-from seqtool.forecast.series import Scaler, Transform, check_series, fill_missing, future_times, monthly, parse_series, synthetic_sine, windows
+from seqtool.forecast.series import Scaler, Transform, check_series, fill_missing, future_times, parse_series, synthetic_sine, windows
 
 AIRLINE_HEAD = '"Month","Passengers"\r\n"1949-01",112\r\n"1949-02",118\r\n"1949-03",132\r\n"1949-04",129'
 
@@ -127,7 +127,6 @@ def test_future_times_continue_the_time_axis():
     assert future_times(["5", "10", "15"], 2) == ["20", "25"]
     assert future_times(["0.5", "1.0"], 2) == ["1.5", "2"]
     assert future_times(["a", "b", "c"], 2) == ["4", "5"]
-    assert monthly(["1949-01", "1949-02"]) and not monthly(["1", "2"])
 
 
 def test_transform_differences_and_undoes_them_with_its_own_forecasts():

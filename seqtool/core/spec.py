@@ -201,7 +201,7 @@ class ForecastSpec:
                              low=0, low_open=True, by_task={"forecast:recurrent": 16})
     k: list = opt([1, 4, 16, 64], "k-step-ahead evaluations, comma-separated.", tasks=FC, check=_check_positive_ints,
                   parse=parse_int_list)
-    season: int | None = opt(None, "Seasonal period for MASE and seasonal naive (default: 12 for monthly data, else 1).", tasks=FC,
+    season: int | None = opt(None, "Seasonal period (default: from the time column's spacing, kept when the autocorrelation confirms it).", tasks=FC,
                              low=0, low_open=True)
     horizon: int = opt(0, "Forecast this many values past the end of the series.", tasks=FC, low=0)
     intervals: list = opt([], "Prediction intervals at these levels (%), e.g. 80,95: lo-L/hi-L columns in the forecast CSV "

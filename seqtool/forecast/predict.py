@@ -1,5 +1,5 @@
-"""Prediction procedures on a (scaled) series: one-step-ahead, recursive multi-step and k-step-ahead,
-and the naive and seasonal-naive baselines evaluated on the same points.
+"""Prediction procedures of a network on a series: one-step-ahead, recursive multi-step and
+k-step-ahead (the baselines' own tables are in seqtool/forecast/baselines.py).
 
 Indices are 0-based positions in the series. "Origin o" means the forecaster has seen x[0..o] and
 nothing after; a k-step-ahead prediction for position t comes from origin t - k.
@@ -78,16 +78,6 @@ def one_step(model: Forecaster, x: torch.Tensor, targets: list[int], transform: 
 def recursive(model: Forecaster, x: torch.Tensor, origin: int, steps: int, transform: Transform | None = None) -> torch.Tensor:
     """Multi-step forecast of x[origin+1 .. origin+steps] from x[..origin], feeding predictions back."""
     return forecast_table(model, x, [origin], steps, transform)[0]
-
-
-def naive(x: torch.Tensor, targets: list[int], k: int) -> torch.Tensor:
-    """The last value known at the origin: x̂_t = x_{t-k}."""
-    return x[torch.tensor(targets) - k]
-
-
-def seasonal_naive(x: torch.Tensor, targets: list[int], k: int, season: int) -> torch.Tensor:
-    """The latest value of the same season known at the origin: x̂_t = x_{t - m·ceil(k/m)}."""
-    return x[torch.tensor(targets) - season * math.ceil(k / season)]
 
 
 def eval_targets(n_train: int, n: int, k: int, need: int, season: int) -> list[int]:

@@ -346,8 +346,3 @@ def future_times(times: list[str], count: int) -> list[str]:
             step = _mode_step([round(b - a, 9) for a, b in zip(nums, nums[1:])])
             return [f"{nums[-1] + step * (i + 1):g}" for i in range(count)]
     return [str(n + i + 1) for i in range(count)]
-
-
-def monthly(times: list[str]) -> bool:
-    """True when the time labels are YYYY-MM: the default seasonal period is then 12."""
-    return bool(times) and all(_MONTH.match(t) for t in times[: min(len(times), 50)])

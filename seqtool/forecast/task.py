@@ -25,7 +25,7 @@ from seqtool.forecast import auto
 from seqtool.forecast.baselines import ETS, Theta, drift_table, naive_table, seasonal_naive_table
 from seqtool.forecast.combine import Combination, choose
 from seqtool.forecast.metrics import interval_scores, point_metrics, seasonal_naive_scale
-from seqtool.forecast.predict import eval_targets, forecast_table, min_history
+from seqtool.forecast.predict import eval_targets, forecast_table, min_history, one_step
 from seqtool.forecast.series import Series, Transform, check_series, future_times, parse_series, synthetic_sine
 from seqtool.nn.forecaster import Forecaster, build_forecaster
 
@@ -201,7 +201,7 @@ class ForecastTask(Task):
         model.eval()
         x = self.series.values
         targets = list(range(self.n_train - self.n_val, self.n_train))
-        pred = forecast_table(model, x, [t - 1 for t in targets], 1, self.transform)[:, 0]
+        pred = one_step(model, x, targets, self.transform)
         model.train(was_training)
         return {"val_mse": float(((pred - x[targets]) ** 2).mean())}
 
@@ -280,12 +280,12 @@ class ForecastTask(Task):
         return tables
 
     def report(self, model, device, run_dir) -> tuple[dict, list[str]]:
+        import json
+
         from seqtool.core.run import atomic_write_text
         from seqtool.forecast.report import forecast_markdown, forecast_plot
 
         combination = self.fit_combination(model)
-        import json
-
         atomic_write_text(Path(run_dir) / "combination.json", json.dumps(combination.state(), indent=2) + "\n")
         results, curves = self.forecast_results(model, device, combination)
         forecast_plot(Path(run_dir) / "forecast.png", self.series, self.n_train, curves, results.get("horizon"))
