@@ -36,7 +36,7 @@ demo: $(STAMP)
 	$(SEQTOOL) train timemachine --spec specs/timemachine-gru.yaml --max-seconds 60 --out $(BUILD)/demo --overwrite
 	@echo "--- samples for the prefix 'time traveller':"
 	$(SEQTOOL) sample --checkpoint $(BUILD)/demo --prefix "time traveller" --length 160 --num 3 --temperature 0.7 --seed 1
-	@echo "--- held-out perplexity:"
+	@echo "--- test-split perplexity (the checkpoint was chosen on the validation split):"
 	$(SEQTOOL) eval $(BUILD)/demo
 
 # The language-model workflow as real file targets: Make re-runs only what changed.
