@@ -3,7 +3,7 @@
 
 Each spec is trained through the CLI in its own process (the validation half of the held-out
 sources chooses its checkpoint), then scored on the test half, which the choice never saw, with
-`seqtool eval` (greedy, and the spec's own decoding). Prints test BLEU and chrF, training
+`seqtool eval` (greedy, and the spec's own decoding; deterministic). Prints test BLEU and chrF, training
 time, greedy and beam-5 decoding speed at batch 64, and the four classic example sentences.
 Target: the default (attention + beam) beats the classic recipe by >= 5 BLEU.
 
@@ -24,7 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.rounds import alternate, spread  # noqa: E402
 SEQTOOL = [sys.executable, "-m", "seqtool"]
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 EXAMPLES = [("go .", "va !"), ("i lost .", "j'ai perdu ."), ("he's calm .", "il est calme ."), ("i'm home .", "je suis chez moi .")]
 
 
@@ -79,19 +81,26 @@ def main() -> None:
             own = json.loads(seqtool("eval", str(run), "--json"))
             row.update(greedy_bleu=greedy["bleu"], greedy_chrf=greedy["chrf"], bleu=own["bleu"], chrf=own["chrf"],
                        decoding=own["decoding"], signature=own["bleu_signature"], sources=own["sources"], pairs=own["pairs"])
-            row.update(decode_speed(run, threads))
             row["examples"] = examples(run)
+            row["run"] = run
             rows.append(row)
             print(f"{name}: trained in {row['seconds']:.0f} s, BLEU {row['bleu']:.2f} ({row['decoding']})", file=sys.stderr, flush=True)
+
+        # decoding speed: the two runs in alternated rounds (A B A B ...), medians with min-max
+        speeds = alternate({r["name"]: (lambda run=r["run"]: decode_speed(run, threads)) for r in rows}, ROUNDS)
+        for r in rows:
+            r["greedy"] = spread([s["greedy"] for s in speeds[r["name"]]])
+            r["beam5"] = spread([s["beam5"] for s in speeds[r["name"]]])
 
     print(f"\nEnglish -> French on fra-eng, test split (held out by source, never used to choose): {rows[0]['sources']} sources, "
           f"{rows[0]['pairs']} references; "
           f"{threads} CPU thread(s)")
-    print(f"{'spec':<24}{'decoding':<30}{'BLEU':>7}{'chrF':>7}{'greedy BLEU':>13}{'train s':>9}{'epochs':>8}"
-          f"{'greedy sent/s':>15}{'beam5 sent/s':>14}")
+    print(f"{'spec':<24}{'decoding':<30}{'BLEU':>7}{'chrF':>7}{'greedy BLEU':>13}{'train s (1 run)':>17}{'epochs':>8}"
+          f"{'greedy sent/s':>24}{'beam5 sent/s':>20}")
     for r in rows:
-        print(f"{r['spec']:<24}{r['decoding']:<30}{r['bleu']:>7.2f}{r['chrf']:>7.2f}{r['greedy_bleu']:>13.2f}{r['seconds']:>9.0f}"
-              f"{r['epochs']:>8}{r['greedy']:>15,.0f}{r['beam5']:>14,.0f}")
+        print(f"{r['spec']:<24}{r['decoding']:<30}{r['bleu']:>7.2f}{r['chrf']:>7.2f}{r['greedy_bleu']:>13.2f}{r['seconds']:>17.0f}"
+              f"{r['epochs']:>8}{r['greedy']:>24}{r['beam5']:>20}")
+    print(f"decoding speed: batch 64, {ROUNDS} alternated rounds, median (min-max)")
     print(f"signature: {rows[0]['signature']}")
     for r in rows:
         print(f"\nclassic examples, {r['spec']} ({r['decoding']}):")

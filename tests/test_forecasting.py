@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from seqtool.forecast.baselines import naive_table, seasonal_naive_table
-from seqtool.forecast.predict import eval_targets, forecast_from, k_step, one_step, recursive
+from seqtool.forecast.predict import eval_targets, forecast_from, forecast_table, k_step, one_step
 from seqtool.nn.forecaster import ARForecaster, LatentForecaster, build_forecaster
 from seqtool.nn.stack import RecurrentStack
 
@@ -37,10 +37,10 @@ SERIES = torch.tensor([3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0, 8.
 
 def test_recursive_forecast_feeds_back_its_own_outputs():
     half = linear_ar([0.0, 0.5])  # x̂_t = 0.5 x_{t-1}
-    got = recursive(half, SERIES, origin=5, steps=4)  # x[5] = 9
+    got = forecast_table(half, SERIES, [5], 4)[0]  # x[5] = 9
     assert torch.allclose(got, torch.tensor([4.5, 2.25, 1.125, 0.5625], dtype=torch.float64))
     line = linear_ar([-1.0, 2.0])  # x̂_t = 2 x_{t-1} - x_{t-2}: continues the line through x[4], x[5]
-    assert torch.allclose(recursive(line, SERIES, origin=5, steps=3), torch.tensor([13.0, 17.0, 21.0], dtype=torch.float64))
+    assert torch.allclose(forecast_table(line, SERIES, [5], 3)[0], torch.tensor([13.0, 17.0, 21.0], dtype=torch.float64))
 
 
 def test_one_step_uses_the_true_history_not_predictions():
@@ -67,7 +67,7 @@ def test_latent_model_rollout_closed_form():
     preds = k_step(memoryless, SERIES, targets, [1, 3])
     for k in (1, 3):
         assert torch.allclose(preds[k], 0.5**k * SERIES[torch.tensor(targets) - k])
-    assert torch.allclose(recursive(memoryless, SERIES, 5, 3), torch.tensor([4.5, 2.25, 1.125], dtype=torch.float64))
+    assert torch.allclose(forecast_table(memoryless, SERIES, [5], 3)[0], torch.tensor([4.5, 2.25, 1.125], dtype=torch.float64))
 
 
 def test_latent_model_reads_the_last_context_values_from_a_zero_state():
@@ -144,7 +144,7 @@ def test_k_step_on_differences_integrates_back_to_levels():
     assert preds[1].tolist() == [22.0, 29.0]  # exact: the differences really do grow by one
     assert preds[2].tolist() == [22.0, 29.0]
     # origin 4 (x = 11, last differences 3, 4): forecasts 11 + 5, + 6, + 7
-    assert recursive(line, x, 4, 3, tr).tolist() == [16.0, 22.0, 29.0]
-    assert recursive(line, x, 2, 1, tr).tolist() == [7.0]  # origin 2 is the first with tau = 2 differences
+    assert forecast_table(line, x, [4], 3, tr)[0].tolist() == [16.0, 22.0, 29.0]
+    assert forecast_table(line, x, [2], 1, tr)[0].tolist() == [7.0]  # origin 2 is the first with tau = 2 differences
     with pytest.raises(ValueError):
-        recursive(line, x, 1, 1, tr)
+        forecast_table(line, x, [1], 1, tr)

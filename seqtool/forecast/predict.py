@@ -75,11 +75,6 @@ def one_step(model: Forecaster, x: torch.Tensor, targets: list[int], transform: 
     return k_step(model, x, targets, [1], transform)[1]
 
 
-def recursive(model: Forecaster, x: torch.Tensor, origin: int, steps: int, transform: Transform | None = None) -> torch.Tensor:
-    """Multi-step forecast of x[origin+1 .. origin+steps] from x[..origin], feeding predictions back."""
-    return forecast_table(model, x, [origin], steps, transform)[0]
-
-
 def eval_targets(n_train: int, n: int, k: int, need: int, season: int) -> list[int]:
     """Test positions t >= n_train where the model (needs `need` values up to t - k) and both
     baselines have a forecast k steps ahead, so every method is scored on the same points."""
