@@ -189,3 +189,16 @@ def test_forecast_from_a_saved_run_continues_the_new_data(cli, tmp_path):
 def test_forecast_from_a_saved_run_refuses_what_does_not_apply(cli, args, code, message):
     assert cli("forecast", "--synthetic", "sine", "--length", "200", "--epochs", "1", "--k", "1", "--out", "s", *FAST).code == 0
     assert message in one_error_line(cli("forecast", "-c", "s", *args), code)
+
+
+def test_training_forecast_with_horizon_and_levels_prints_the_bands(cli):
+    result = cli("forecast", "--synthetic", "sine", "--length", "200", "--epochs", "1", "--k", "1", "--horizon", "3", "--level", "80",
+                 "--out", "s", *FAST)
+    assert result.code == 0, result.err
+    lines = result.out.strip().splitlines()
+    assert lines[0] == "time,forecast,lo-80,hi-80" and len(lines) == 4
+    for line in lines[1:]:
+        _, f, lo, hi = line.split(",")
+        assert float(lo) < float(f) < float(hi)
+    saved = json.loads(Path("s/report.json").read_text())["forecast"]["horizon"]
+    assert [round(row["forecast"], 6) for row in saved] == [round(float(line.split(",")[1]), 6) for line in lines[1:]]
