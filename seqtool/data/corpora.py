@@ -219,3 +219,24 @@ def read_text(arg: str, encoding: str = "utf-8", errors: str = "strict") -> str:
     source = resolve_corpus(arg)
     name = "standard input" if source == "-" else str(source)
     return decode_text(read_bytes(source), name, encoding, errors)
+
+
+def peek(corpus: str | None, size: int) -> bytes | None:
+    """The first `size` bytes of a corpus that is a regular file (None for stdin, pipes, devices and
+    what cannot be opened: they are not peeked at, reading them later says what is wrong)."""
+    if not corpus or corpus == "-":
+        return None
+    try:
+        path = Path(resolve_corpus(corpus))
+        if not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    except (SeqtoolError, OSError):
+        return None
+
+
+def peek_header(corpus: str | None) -> str | None:
+    """The first line of a corpus file (see peek), or None."""
+    head = peek(corpus, 1 << 14)
+    return None if head is None else head.decode("utf-8", errors="replace").lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")

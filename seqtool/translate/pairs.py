@@ -205,21 +205,10 @@ def strip_ids(ids: Iterable[int]) -> list[int]:
 
 def looks_like_pairs(corpus: str | None) -> bool:
     """True when the first non-blank lines of a corpus file all contain a tab (stdin is not peeked)."""
-    if not corpus or corpus == "-":
-        return False
-    from seqtool.core.errors import SeqtoolError
-    from seqtool.data.corpora import resolve_corpus
+    from seqtool.data.corpora import peek
 
-    try:
-        path = Path(resolve_corpus(corpus))
-    except SeqtoolError:  # reading it will say what is wrong
-        return False
-    if not path.is_file():  # a pipe or device is not peeked at (it could block)
-        return False
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1 << 16)
-    except OSError:
+    head = peek(corpus, 1 << 16)
+    if head is None:
         return False
     lines = head.decode("utf-8", errors="replace").splitlines()
     if len(head) == 1 << 16:
