@@ -17,9 +17,10 @@ from seqtool.core.session import start_run
 from seqtool.core.spec import OPTIONS, TASKS, from_dict, options_markdown
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS_FOR = {"lm": "timemachine", "translate": "fra-eng", "forecast": "airline-passengers"}
+CORPUS_FOR = {"lm": "timemachine", "translate": "fra-eng", "forecast": "airline-passengers", "panel": "m4-weekly-train"}
 FREE_TEXT = {"data.encoding": "latin-1", "forecast.column": "Passengers", "forecast.time_column": "Month",
-             "translate.tgt": "fr.txt", "output.out": "somewhere", "output.runs_root": "elsewhere", "forecast.difference": "12,1"}
+             "translate.tgt": "fr.txt", "output.out": "somewhere", "output.runs_root": "elsewhere", "forecast.difference": "12,1",
+             "forecast.id_column": "series"}
 
 
 def other_value(option: S.Option, task: str):
@@ -101,7 +102,7 @@ def test_a_runs_saved_spec_can_be_passed_back(cli, tmp_path, tiny_text):
     assert first == second
 
 
-def test_forecast_command_has_exactly_the_forecast_options():
+def test_forecast_command_has_exactly_the_forecast_and_panel_options():
     import typer.main
 
     command = typer.main.get_command(app).commands["forecast"]
@@ -109,7 +110,7 @@ def test_forecast_command_has_exactly_the_forecast_options():
     for option in OPTIONS.values():
         if option.opt.argument or option.dotted == "task":
             continue
-        assert (option.flag in flags) == ("forecast" in option.opt.tasks), option.dotted
+        assert (option.flag in flags) == bool({"forecast", "panel"} & set(option.opt.tasks)), option.dotted
     assert "--level" in next(p for p in command.params if p.opts[0] == "--intervals").opts  # the name, where it is free
 
 
@@ -162,6 +163,15 @@ def tiny_run_specs(task: str, tmp_path: Path) -> list[dict]:
         corpus = tmp_path / "p.tsv"
         corpus.write_text("go .\tva !\nhi .\tsalut !\nrun !\tcours !\nwait .\tattends .\nhelp !\tà l'aide !\n" * 6)
         runs = [{"data": {"corpus": str(corpus), "val_fraction": 0.4}, "model": model}]
+    elif task == "panel":
+        rows = "".join(f"{s},{t},{(t % 4) * (s + 1) + t}\n" for s in (1, 2) for t in range(1, 30))
+        (tmp_path / "long.csv").write_text("series,time,value\n" + rows)
+        (tmp_path / "wide.csv").write_text("".join(f"w{s}," + ",".join(str(t % 5 + s) for t in range(30)) + "\n" for s in range(3)))
+        common = {"horizon": 3, "ensemble": 2}
+        runs = [{"data": {"corpus": str(tmp_path / "long.csv")}, "model": {"hidden": 4},
+                 "forecast": {**common, "id_column": "series", "time_column": "time", "column": "value", "intervals": [80], "tau": 6}},
+                {"data": {"corpus": str(tmp_path / "wide.csv")}, "model": {"cell": "lstm", "hidden": 4},
+                 "forecast": {**common, "wide": True, "season": 4, "history": 2, "combine": "none"}}]
     else:
         runs = [{"data": {"corpus": "airline-passengers"}, "model": {"cell": "lstm", "hidden": 4}, "forecast": {"horizon": 2, "k": [1, 2]}},
                 {"forecast": {"synthetic": "sine", "length": 200, "n_train": 150, "k": [1]}}]

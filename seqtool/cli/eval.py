@@ -13,8 +13,9 @@ from seqtool.cli.options import typer_option
 from seqtool.core.errors import UsageError
 
 
-FLAG_FAMILY = {"--per-token": "lm", **dict.fromkeys(("--tgt", "--beam", "--length-penalty", "--max-len", "--sentence-bleu", "--out"), "translate")}
-FAMILY_NAMES = {"lm": "language models", "translate": "translation runs", "forecast": "forecasting runs"}
+FLAG_FAMILY = {"--per-token": ("lm",), **dict.fromkeys(("--tgt", "--beam", "--length-penalty", "--max-len", "--sentence-bleu"), ("translate",)),
+               "--out": ("translate", "panel"), "--test": ("panel",), "--wide": ("panel",)}
+FAMILY_NAMES = {"lm": "language models", "translate": "translation runs", "forecast": "forecasting runs", "panel": "panel runs"}
 
 
 @app.command("eval")
@@ -34,13 +35,16 @@ def evaluate(
     length_penalty: Optional[float] = typer_option("translate.length_penalty", "translate: score / length**ALPHA (default: the run's)."),
     max_len: Optional[int] = typer.Option(None, help="translate: most tokens to generate."),
     sentence_bleu: bool = typer.Option(False, "--sentence-bleu", help="translate: also the classic per-sentence BLEU (k=2)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="translate: write eval.json and eval.md into this directory."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="translate: write eval.json and eval.md into this directory; "
+                                      "panel: test.json and test-scores.csv (default: the run directory)."),
+    test: Optional[str] = typer.Option(None, "--test", help="panel: score the forecasts of DATA (default: the run's series) on this CSV, as M4 does."),
+    wide: Optional[bool] = typer.Option(None, "--wide", help="panel: the --test file has one row per series (default: the run's layout)."),
 ):
     """Perplexity of a language model on a text; BLEU and chrF of a translation model on pairs; a
     forecaster's k-step errors against the baselines on its held-out tail (or on SERIES)."""
     from seqtool.core.restore import checkpoint_task
     from seqtool.core.run import atomic_write_text
-    from seqtool.forecast import report as forecast_report, saved as forecast_saved
+    from seqtool.forecast import many, report as forecast_report, saved as forecast_saved
     from seqtool.lm import evaluate as lm_eval
     from seqtool.lm.diagnostics import grad_flow_report
     from seqtool.translate import translator
@@ -53,10 +57,15 @@ def evaluate(
         raise UsageError("missing CHECKPOINT (a checkpoint file, run directory, or 'latest')")
     family = checkpoint_task(checkpoint)
     given = {"--per-token": per_token, "--tgt": tgt, "--beam": beam, "--length-penalty": length_penalty, "--max-len": max_len,
-             "--sentence-bleu": sentence_bleu or None, "--out": out}
-    for flag in (f for f, v in given.items() if v is not None and FLAG_FAMILY[f] != family):
-        raise UsageError(f"{flag} is for {FAMILY_NAMES[FLAG_FAMILY[flag]]}; this is a {FAMILY_NAMES[family][:-1]}")
-    if family == "translate":
+             "--sentence-bleu": sentence_bleu or None, "--out": out, "--test": test, "--wide": wide}
+    for flag in (f for f, v in given.items() if v is not None and family not in FLAG_FAMILY[f]):
+        raise UsageError(f"{flag} is for {' and '.join(FAMILY_NAMES[t] for t in FLAG_FAMILY[flag])}; this is a {FAMILY_NAMES[family][:-1]}")
+    if family == "panel":
+        if test is None:
+            raise UsageError("a panel run is scored on a test file: seqtool eval RUN [DATA] --test TEST.csv")
+        result = many.evaluate_checkpoint(checkpoint, data, test, bool(wide), out, device)
+        print(json.dumps(result) if as_json else many.scores_table(result))
+    elif family == "translate":
         result = translator.evaluate_checkpoint(checkpoint, data, tgt, beam, length_penalty, max_len, sentence_bleu, out, device)
         print(json.dumps(result, ensure_ascii=False) if as_json else translator.markdown_report(result), end="\n" if as_json else "")
     elif family == "forecast":

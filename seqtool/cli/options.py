@@ -27,10 +27,10 @@ def typer_option(dotted: str, help: str | None = None, taken: frozenset = frozen
     return typer.Option(None, *names, help=text)
 
 
-def spec_flags(task: str | None = None) -> Callable:
-    """Give a command one flag per spec option that `task` reads (every option for None). The
-    command receives their values as `flags`: {dotted option: value or None}."""
-    chosen = [o for o in options_for(task) if not o.opt.argument and not (task and o.dotted == "task")]
+def spec_flags(tasks: tuple[str, ...] | None = None) -> Callable:
+    """Give a command one flag per spec option that one of `tasks` reads (every option for None).
+    The command receives their values as `flags`: {dotted option: value or None}."""
+    chosen = [o for o in options_for() if not o.opt.argument and (tasks is None or (o.dotted != "task" and set(tasks) & set(o.opt.tasks)))]
 
     def decorate(command: Callable) -> Callable:
         own = inspect.signature(command)

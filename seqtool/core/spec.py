@@ -28,7 +28,7 @@ import yaml
 
 from seqtool.core.errors import UsageError
 
-TASKS = ("lm", "translate", "forecast")
+TASKS = ("lm", "translate", "forecast", "panel")
 RECURRENT_CELLS = ("rnn", "gru", "lstm")
 #: upper bounds that keep a typo from crashing torch (thread creation) or overflowing a seed
 MAX_THREADS = 1024
@@ -95,7 +95,8 @@ def opt(default: Any, help: str, **meta) -> Any:
     return field(default=default, metadata={"opt": Opt(help, **meta)})
 
 
-LM, TR, FC = ("lm",), ("translate",), ("forecast",)
+LM, TR, FC, PN = ("lm",), ("translate",), ("forecast",), ("panel",)
+FP = FC + PN
 
 
 @dataclass
@@ -119,13 +120,14 @@ class DataSpec:
 
 @dataclass
 class ModelSpec:
-    cell: str = opt("gru", "rnn | gru | lstm; forecasting also mlp (autoregressive on a window).",
-                    choices=(*RECURRENT_CELLS, "mlp"), aliases=("--model",), by_task={"forecast": "mlp"})
+    cell: str = opt("gru", "rnn | gru | lstm; forecasting also mlp (autoregressive on a window; panel: the whole horizon at once).",
+                    choices=(*RECURRENT_CELLS, "mlp"), aliases=("--model",), by_task={"forecast": "mlp", "panel": "mlp"})
     hidden: int = opt(256, "Hidden units per layer.", low=0, low_open=True, high=MAX_SIZE,
-                      by_task={"forecast": 10, "forecast:recurrent": 32})
-    layers: int = opt(2, "Recurrent layers.", low=0, low_open=True, high=MAX_SIZE, by_task={"forecast": 1})
+                      by_task={"forecast": 10, "forecast:recurrent": 32, "panel": 256, "panel:recurrent": 64})
+    layers: int = opt(2, "Recurrent layers (panel mlp: hidden layers).", low=0, low_open=True, high=MAX_SIZE,
+                      by_task={"forecast": 1, "panel": 3, "panel:recurrent": 1})
     dropout: float = opt(0.1, "Dropout on embeddings, between layers and before the output layer.", low=0, high=1,
-                         high_open=True, by_task={"forecast": 0.0, "translate": 0.3})
+                         high_open=True, by_task={"forecast": 0.0, "translate": 0.3, "panel": 0.0})
     embed: int = opt(32, "Embedding size; 0 = one-hot inputs.", tasks=LM + TR, low=0, high=MAX_SIZE,
                      by_task={"translate": 256})
     tie_weights: bool = opt(False, "Share embedding and output weights (needs --embed = --hidden).", tasks=LM)
@@ -140,21 +142,21 @@ class ModelSpec:
 @dataclass
 class TrainSpec:
     batch: int = opt(64, "Sequences (windows, sentence pairs) per batch; the global batch under DDP.", low=0, low_open=True,
-                     high=MAX_SIZE, by_task={"forecast": 16})
+                     high=MAX_SIZE, by_task={"forecast": 16, "panel": 1024})
     epochs: int = opt(1000, "Epoch budget.", low=0, low_open=True, resumable=True,
-                      by_task={"forecast": 5, "forecast:recurrent": 30, "translate": 15})
+                      by_task={"forecast": 5, "forecast:recurrent": 30, "translate": 15, "panel": 20})
     max_seconds: float | None = opt(120.0, "Time budget in seconds (0 = none).", low=0, low_open=True, zero_means_none=True,
-                                    resumable=True, by_task={"forecast": None})
+                                    resumable=True, by_task={"forecast": None, "panel": None})
     max_tokens: int | None = opt(None, "Token budget (0 = none).", low=0, low_open=True, zero_means_none=True, resumable=True)
     optimizer: str = opt("adam", "sgd | adam | adamw", choices=("sgd", "adam", "adamw"))
     lr: float = opt(4e-3, "Learning rate.", low=0, low_open=True,
-                    by_task={"forecast": 0.01, "forecast:recurrent": 0.005, "translate": 0.003})
+                    by_task={"forecast": 0.01, "forecast:recurrent": 0.005, "translate": 0.003, "panel": 0.001})
     weight_decay: float = opt(0.0, "Weight decay.", low=0)
     schedule: str = opt("cosine", "none | cosine (over the budget) | step (x0.1 at 50% and 75%) | plateau (halve when held-out stalls).",
-                        choices=("none", "cosine", "step", "plateau"), by_task={"forecast": "none", "forecast:recurrent": "cosine"})
+                        choices=("none", "cosine", "step", "plateau"), by_task={"forecast": "none", "forecast:recurrent": "cosine", "panel": "cosine"})
     warmup: int = opt(0, "Linear warm-up steps.", low=0)
     clip: float | None = opt(1.0, "Max gradient L2 norm, direction kept (0 = no clipping).", low=0, low_open=True,
-                             zero_means_none=True, by_task={"forecast": None, "forecast:recurrent": 1.0})
+                             zero_means_none=True, by_task={"forecast": None, "forecast:recurrent": 1.0, "panel": None, "panel:recurrent": 1.0})
     truncation: str = opt("fixed", "fixed (truncated BPTT) | random (unbiased random cuts) | full (exact gradient per stream).",
                           tasks=LM, choices=("fixed", "random", "full"))
     patience: int | None = opt(None, "Stop after this many epochs without improvement (0 = never).", low=0, low_open=True,
@@ -185,8 +187,12 @@ class ForecastSpec:
                                 choices=("sine",))
     length: int = opt(1000, "Length of the synthetic series.", tasks=FC, low=0, low_open=True, high=MAX_SIZE)
     noise: float = opt(0.2, "Noise standard deviation of the synthetic series.", tasks=FC, low=0)
-    column: str | None = opt(None, "Value column (name or 1-based position); default: the last numeric one.", tasks=FC)
-    time_column: str | None = opt(None, "Time column; default: the first column when it is not the value column.", tasks=FC)
+    column: str | None = opt(None, "Value column (name or 1-based position); default: the last numeric one (panel: y).", tasks=FP)
+    time_column: str | None = opt(None, "Time column (integer positions or ISO dates); default: the first column when it is not "
+                                  "the value column (panel: ds).", tasks=FP)
+    id_column: str = opt("unique_id", "Panel: the column naming each row's series (long layout; with --wide, default the first column).",
+                         tasks=PN)
+    wide: bool = opt(False, "Panel: one row per series, an id then its values (the M4 files' layout).", tasks=PN)
     fill: str = opt("none", "Missing values: none (an error) | ffill | interpolate.", tasks=FC,
                     choices=("none", "ffill", "interpolate"))
     transform: str = opt("auto", "auto (chosen on the training part: none, log or Box-Cox by how the spread grows with the level) "
@@ -194,21 +200,28 @@ class ForecastSpec:
     difference: str | int = opt("auto", "Model differences: auto (seasonal by STL strength, first by KPSS), 0, or lags such as 12 or 12,1.",
                                 tasks=FC)
     tau: int | None = opt(None, "Values the model reads: the AR window (mlp; default season + 1, at least 4) or the latent "
-                          "model's context (recurrent; default 64).", tasks=FC, low=0, low_open=True, high=MAX_SIZE)
+                          "model's context (recurrent; default 64); panel: the window, default max(4 x horizon, 2 x season).",
+                          tasks=FP, low=0, low_open=True, high=MAX_SIZE)
     n_train: int | None = opt(None, "Values in the training part (default: 600 for --synthetic, else the first 80%).", tasks=FC,
                               low=0, low_open=True)
     train_horizon: int = opt(1, "Train on own rolled-out predictions this many steps ahead (1 = teacher forcing).", tasks=FC,
                              low=0, low_open=True, by_task={"forecast:recurrent": 16})
     k: list = opt([1, 4, 16, 64], "k-step-ahead evaluations, comma-separated.", tasks=FC, check=_check_positive_ints,
                   parse=parse_int_list)
-    season: int | None = opt(None, "Seasonal period (default: from the time column's spacing, kept when the autocorrelation confirms it).", tasks=FC,
+    season: int | None = opt(None, "Seasonal period (default: from the time column's spacing, kept when the autocorrelation confirms it; "
+                             "panel: the M4 frequency of the spacing, 12 monthly, 4 quarterly, 24 hourly, else 1).", tasks=FP,
                              low=0, low_open=True)
-    horizon: int = opt(0, "Forecast this many values past the end of the series.", tasks=FC, low=0)
+    horizon: int = opt(0, "Forecast this many values past the end of the series (panel: required; the model's output length).",
+                       tasks=FP, low=0)
     intervals: list = opt([], "Prediction intervals at these levels (%), e.g. 80,95: lo-L/hi-L columns in the forecast CSV "
-                          "(seqtool forecast also takes --level).", tasks=FC, aliases=("--level",),
+                          "(seqtool forecast also takes --level).", tasks=FP, aliases=("--level",),
                           check=lambda where, v: _check_levels(where, v), parse=lambda text: parse_int_list(text, "--level"))
-    combine: str = opt("auto", "auto: the reported forecast is the network or its mean with ETS/Theta, whichever validates best; "
-                       "none: the network alone.", tasks=FC, choices=("auto", "none"))
+    combine: str = opt("auto", "auto: the reported forecast is the network or its mean with ETS/Theta (panel: Theta), whichever "
+                       "validates best; none: the network alone.", tasks=FP, choices=("auto", "none"))
+    ensemble: int = opt(5, "Panel: networks trained side by side; the forecast is their median.", tasks=PN, low=0, low_open=True,
+                        high=MAX_SIZE)
+    history: int = opt(60, "Panel: training windows end within the last HISTORY x horizon values of each series (0 = anywhere).",
+                       tasks=PN, low=0, high=MAX_SIZE)
 
 
 @dataclass
@@ -231,7 +244,8 @@ class TranslateSpec:
 
 @dataclass
 class RunSpec:
-    task: str = opt("lm", "lm | translate | forecast (default: translate for a tab-separated corpus or --tgt, else lm).",
+    task: str = opt("lm", "lm | translate | forecast | panel (many series, one model) (default: translate for a tab-separated "
+                    "corpus or --tgt, panel for a CSV with an id column, else lm).",
                     choices=TASKS)
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -297,7 +311,7 @@ class Option:
         return typing.get_origin(types_[0]) or types_[0]
 
     def default_for(self, task: str, cell: str | None) -> Any:
-        """The default in a task (and, for forecasting, a model family)."""
+        """The default in a task (and, for forecasting, a model family: 'TASK:recurrent' entries)."""
         table = self.opt.by_task
         value = table.get(task, self.default)
         if cell in RECURRENT_CELLS and f"{task}:recurrent" in table:
@@ -537,8 +551,11 @@ def refuse_unused(task: str, given: set[str], where: Callable[[str], str]) -> No
 
 def infer_task(corpus: str | None, target: str | None) -> str:
     """The task a run means when none is named: translation for sentence pairs, else a language model."""
+    from seqtool.forecast.panel import looks_like_panel
     from seqtool.translate.pairs import looks_like_pairs
 
+    if target is None and looks_like_panel(corpus):
+        return "panel"
     return "translate" if target is not None or looks_like_pairs(corpus) else "lm"
 
 
@@ -611,7 +628,7 @@ def validate(spec: RunSpec) -> None:
             _in_range(where, value, o)
         if o.check is not None:
             o.check(where, value)
-    if spec.model.cell == "mlp" and spec.task != "forecast":
+    if spec.model.cell == "mlp" and spec.task not in ("forecast", "panel"):
         raise UsageError(f"model.cell 'mlp' is only for forecasting; task {spec.task} needs rnn, gru or lstm")
 
 

@@ -106,6 +106,7 @@ TASK_CLASSES = {
     "lm": "seqtool.lm.task:LanguageModelTask",
     "forecast": "seqtool.forecast.task:ForecastTask",
     "translate": "seqtool.translate.task:TranslationTask",
+    "panel": "seqtool.forecast.many:PanelTask",
 }
 
 

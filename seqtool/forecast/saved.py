@@ -19,9 +19,14 @@ from seqtool.forecast.task import ForecastTask, horizon_rows, load_series
 
 def combination_of(r: Restored) -> Combination:
     """The reported forecast's recipe, saved in the run beside its checkpoints."""
+    return read_combination(r, Combination.from_state)
+
+
+def read_combination(r: Restored, build):
+    """build(state) of a restored run's combination.json (single series or panel)."""
     path = r.path.parent.parent / "combination.json"
     try:
-        return Combination.from_state(json.loads(path.read_text(encoding="utf-8")))
+        return build(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise SeqtoolError(f"{path} is missing: the run did not finish its report; resume it with seqtool train --resume") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -89,7 +94,7 @@ CHECKPOINT_FLAGS = {"forecast.horizon", "forecast.intervals", "train.device", "o
 
 def forecast_with_run(checkpoint: str, data: str | None, flags: dict) -> str | None:
     """`seqtool forecast --checkpoint RUN [DATA] --horizon H [--level L] [--out FILE]`: the CSV text
-    (None when it was written to --out)."""
+    (None when it was written to --out); a panel run forecasts every series of DATA (default: its own)."""
     from pathlib import Path
 
     from seqtool.core.run import atomic_write_text
@@ -101,8 +106,15 @@ def forecast_with_run(checkpoint: str, data: str | None, flags: dict) -> str | N
         raise UsageError(f"{OPTIONS[extra[0]].flag} does not apply with --checkpoint (the run's own settings are used)")
     levels = flags["forecast.intervals"]
     levels = [int(v) for v in levels.split(",")] if isinstance(levels, str) else list(levels or [])
-    rows = forecast_checkpoint(checkpoint, data, flags["forecast.horizon"] or 0, levels, flags["train.device"] or "auto")
-    text = horizon_csv(rows)
+    from seqtool.core.restore import checkpoint_task
+
+    horizon, device = flags["forecast.horizon"] or 0, flags["train.device"] or "auto"
+    if checkpoint_task(checkpoint) == "panel":
+        from seqtool.forecast import many
+
+        text = many.forecast_checkpoint(checkpoint, data, horizon, levels, device)
+    else:
+        text = horizon_csv(forecast_checkpoint(checkpoint, data, horizon, levels, device))
     if flags["output.out"]:
         atomic_write_text(Path(flags["output.out"]), text)
         return None
