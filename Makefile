@@ -8,7 +8,7 @@ SEQTOOL := $(VENV)/bin/seqtool
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 BUILD := build
 
-.PHONY: venv demo test bench stress lm forecast translate clean help
+.PHONY: venv demo test bench stress lm forecast m4 translate clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test    run the test suite"
 	@echo "make lm      the language-model workflow as file targets (preprocess -> train -> sample -> eval)"
 	@echo "make forecast  forecast the synthetic sine (GRU) and airline-passengers (defaults), then 12 months past 1960 with intervals (~1 min)"
+	@echo "make m4      one global model for the 359 M4 weekly series (~2 min), scored on the M4 test file as the competition does"
 	@echo "make translate  train the default English->French translator on fra-eng, translate, score BLEU"
 	@echo "make bench   benchmarks (prints numbers; takes several minutes)"
 	@echo "make stress  bad inputs, SIGKILLs and Ctrl-Cs in bulk; prints how many were tried and held (a few minutes)"
@@ -63,6 +64,12 @@ forecast: $(STAMP)
 	$(SEQTOOL) forecast --checkpoint $(BUILD)/forecast-airline airline-passengers --horizon 12 --level 80,95 > $(BUILD)/airline-next12.csv
 	@cat $(BUILD)/airline-next12.csv
 
+# Many series: one global model for M4 Weekly, then the competition's scores (OWA against Naive2).
+m4: $(STAMP)
+	@mkdir -p $(BUILD)
+	$(SEQTOOL) forecast m4-weekly-train --wide --horizon 13 --out $(BUILD)/m4-weekly --overwrite --quiet > $(BUILD)/m4-weekly-forecasts.csv
+	$(SEQTOOL) eval $(BUILD)/m4-weekly --test m4-weekly-test
+
 # Translation: train the default spec once, then translate the classic examples and score the held-out split.
 $(BUILD)/translate/report.json: $(STAMP) specs/fra-eng.yaml
 	$(SEQTOOL) train --spec specs/fra-eng.yaml --out $(BUILD)/translate --overwrite --quiet
@@ -74,6 +81,7 @@ translate: $(BUILD)/translate/report.json
 bench: $(STAMP)
 	$(PY) bench/bench_lm.py
 	$(PY) bench/bench_forecast.py
+	$(PY) bench/bench_many.py
 	$(PY) bench/bench_stack.py
 	$(PY) bench/bench_translate.py
 	$(PY) bench/bench_speed.py

@@ -215,3 +215,16 @@ def test_panel_needs_a_horizon_and_refuses_single_series_options(cli, tmp_path):
         "seqtool: error: panel forecasting needs --horizon H: the model forecasts H values of every series at once\n"
     result = cli("forecast", data, "--horizon", "3", "--k", "1,2")
     assert result.code == 2 and result.err == "seqtool: error: --k does not apply to task panel (it is used by forecast)\n"
+
+
+def test_a_csv_with_an_id_column_is_a_panel_and_panel_flags_are_for_panel_runs(cli, tmp_path):
+    import yaml
+
+    data = monthly_panel(tmp_path / "p.csv")
+    result = cli("train", data, "--horizon", "6", "--dry-run")
+    assert result.code == 0, result.err
+    assert yaml.safe_load(result.out)["task"] == "panel"
+    assert cli("train", "airline-passengers", "--dry-run").code == 0  # no id column: one series (lm by default)
+    (tmp_path / "s.txt").write_text("".join(f"{v}\n" for v in range(40)))
+    assert cli("forecast", "s.txt", "--epochs", "1", "--out", "one", "--quiet").code == 0
+    assert cli("eval", "one", "--test", "x.csv").err == "seqtool: error: --test is for panel runs; this is a forecasting run\n"
