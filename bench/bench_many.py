@@ -3,6 +3,9 @@ model trained and used by the real commands, on this machine's threads.
 
   python bench/bench_many.py [--series 100000] [--length 200] [--horizon 13] [--threads 2] [--rounds 3]
 
+Only seqtool runs here (there is no second contender to alternate with); one-off wall times are
+labelled as one run, and the forecasting rate is the median (min-max) of --rounds rounds.
+
 Prints: the CSV's size; training (`seqtool forecast DATA --wide ...` in a child process) wall time,
 windows/s and values/s, and the child's peak RSS; forecasting: series/s of the global model over
 all series (in-process, `--rounds` rounds, median (min-max)), and the wall time and peak RSS of
@@ -74,7 +77,7 @@ def main() -> None:
         windows_per_s = report["windows_per_s"]
         panel = report["panel"]
         values_per_s = windows_per_s * (panel["window"] + panel["horizon"])
-        print(f"train (seqtool forecast, {args.epochs} epochs, {args.threads} threads): {train_wall:.0f} s wall incl. reading, "
+        print(f"train (one run of seqtool forecast, {args.epochs} epochs, {args.threads} threads): {train_wall:.0f} s wall incl. reading, "
               f"validation and the report; {windows_per_s:,.0f} windows/s = {values_per_s:,.0f} values/s; peak RSS {train_rss:,.0f} MiB")
         print(f"  validation OWA (network / chosen {panel['combination']}): "
               + " / ".join(f"{r['owa']:.3f}" for r in panel["validation"] if r["method"] in ("network", panel["combination"])))
@@ -96,7 +99,7 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run(exe + ["forecast", "--checkpoint", str(run), "--out", str(Path(tmp) / "f.csv")], check=True)
         wall = time.perf_counter() - started
-        print(f"seqtool forecast --checkpoint (reading the CSV, the forecast as chosen, writing {args.series * args.horizon:,} rows): "
+        print(f"seqtool forecast --checkpoint (one run: reading the CSV, the forecast as chosen, writing {args.series * args.horizon:,} rows): "
               f"{wall:.1f} s = {args.series / wall:,.0f} series/s; peak RSS of any child so far {child_rss_mib():,.0f} MiB")
 
 

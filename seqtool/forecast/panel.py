@@ -200,8 +200,8 @@ def read_wide(text: str, source: str, id_column: str | None) -> Panel:
     first = next(reader, None)
     if not first:
         raise SeqtoolError(f"{source} is empty")
-    named = id_column and id_column != DEFAULT_ID and id_column not in [h.strip() for h in first]
-    at = _column(first, id_column, "--id-column", source) if id_column and (named or id_column in first) else 0
+    explicit = id_column and (id_column != DEFAULT_ID or DEFAULT_ID in [h.strip() for h in first])
+    at = _column(first, id_column, "--id-column", source) if explicit else 0
     has_header = not _is_number(first[at + 1] if len(first) > at + 1 else "")
     rows = reader if has_header else [first, *reader]
     panel = Panel([], [], [], TimeAxis("position"), source)

@@ -7,8 +7,6 @@ Sentences are normalised once (lowercase, Unicode spaces -> ' ', punctuation spl
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import random
 import re
 import unicodedata
