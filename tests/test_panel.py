@@ -14,7 +14,7 @@ import torch
 
 from seqtool.core.errors import SeqtoolError
 from seqtool.forecast import m4
-from seqtool.forecast.many import conformal_widths
+from seqtool.forecast.combine import conformal_widths
 from seqtool.forecast.panel import read_long, read_panel, read_wide
 from seqtool.nn.global_forecaster import GlobalForecaster, MemberLinear
 
@@ -120,7 +120,7 @@ def test_theta_follows_a_trend_and_ses_picks_alpha_one_for_a_random_walk():
 
 def test_conformal_widths_take_the_right_order_statistic():
     errors = np.arange(1, 20, dtype=float)[:, None].repeat(2, axis=1)  # 19 errors per step
-    widths = conformal_widths(errors, [80, 95])
+    widths = {level: conformal_widths(errors, np.ones_like(errors, dtype=bool), level / 100) for level in (80, 95)}
     assert widths[80] == [16.0, 16.0] and widths[95] == [19.0, 19.0]  # ceil(20 * 0.8) = 16, ceil(20 * 0.95) = 19
 
 
@@ -228,3 +228,41 @@ def test_a_csv_with_an_id_column_is_a_panel_and_panel_flags_are_for_panel_runs(c
     (tmp_path / "s.txt").write_text("".join(f"{v}\n" for v in range(40)))
     assert cli("forecast", "s.txt", "--epochs", "1", "--out", "one", "--quiet").code == 0
     assert cli("eval", "one", "--test", "x.csv").err == "seqtool: error: --test is for panel runs; this is a forecasting run\n"
+
+
+def split_long(path, horizon, train_path, test_path):
+    """Each series' last `horizon` rows go to the test file (long layout), the rest to training."""
+    rows = list(csv.DictReader(open(path)))
+    by_id: dict[str, list] = {}
+    for r in sorted(rows, key=lambda r: (r["unique_id"], r["ds"])):
+        by_id.setdefault(r["unique_id"], []).append(r)
+    header = "unique_id,ds,y\n"
+    train_path.write_text(header + "".join(f"{r['unique_id']},{r['ds']},{r['y']}\n" for rs in by_id.values() for r in rs[:-horizon]))
+    test_path.write_text(header + "".join(f"{r['unique_id']},{r['ds']},{r['y']}\n" for rs in by_id.values() for r in rs[-horizon:]))
+    return by_id
+
+
+def test_long_test_file_new_data_and_bad_test_files_through_the_cli(cli, tmp_path):
+    by_id = split_long(monthly_panel(tmp_path / "all.csv"), 6, tmp_path / "train.csv", tmp_path / "test.csv")
+    assert cli("forecast", "train.csv", "--horizon", "6", "--out", "run", *FAST).code == 0
+    scored = cli("eval", "run", "--test", "test.csv", "--out", "scores", "--json")
+    assert scored.code == 0, scored.err
+    assert json.loads((tmp_path / "scores" / "test.json").read_text())["scores"] == json.loads(scored.out)["scores"]
+    assert len((tmp_path / "scores" / "test-scores.csv").read_text().splitlines()) == 1 + 12
+    # the saved model on newer data: the full series, so the forecasts start where the test part ended
+    newer = cli("forecast", "--checkpoint", "run", "all.csv")
+    assert newer.code == 0, newer.err
+    first = next(csv.DictReader(io.StringIO(newer.out)))
+    last = by_id[first["unique_id"]][-1]["ds"]
+    year, month = int(last[:4]), int(last[5:7])
+    assert first["ds"] == f"{year + month // 12}-{month % 12 + 1:02d}-01"
+    # a test file without some series, or with too few values
+    lines = (tmp_path / "test.csv").read_text().splitlines()
+    (tmp_path / "some.csv").write_text("\n".join(line for line in lines if not line.startswith("S3,")) + "\n")
+    result = cli("eval", "run", "--test", "some.csv")
+    assert result.code == 1 and result.err == "seqtool: error: some.csv has no values for 1 series: S3\n"
+    s0 = [line for line in lines if line.startswith("S0,")]
+    (tmp_path / "short.csv").write_text("\n".join(line for line in lines if line not in s0[-2:]) + "\n")
+    result = cli("eval", "run", "--test", "short.csv")
+    assert result.code == 1 and result.err == "seqtool: error: short.csv: series S0 has 4 values; the forecasts have 6\n"
+    assert cli("eval", "run", "--test", "missing.csv").code == 1

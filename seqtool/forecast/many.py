@@ -15,7 +15,6 @@ import copy
 import csv
 import io
 import json
-import math
 from pathlib import Path
 from typing import Iterator
 
@@ -26,6 +25,7 @@ from torch import nn
 from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.core.task import Task
 from seqtool.forecast import m4
+from seqtool.forecast.combine import conformal_widths
 from seqtool.forecast.panel import Panel, long_csv, read_panel
 from seqtool.nn.global_forecaster import GlobalForecaster
 
@@ -73,16 +73,6 @@ class Combination:
     @classmethod
     def from_state(cls, state: dict) -> "Combination":
         return cls(state["name"], {int(k): list(v) for k, v in state["widths"].items()}, state.get("validation"))
-
-
-def conformal_widths(errors: np.ndarray, levels) -> dict[int, list[float]]:
-    """Per step ahead, the ceil((n+1) L)-th smallest of n validation errors (split conformal)."""
-    n = errors.shape[0]
-    out = {}
-    for level in levels:
-        rank = min(n, math.ceil((n + 1) * level / 100))
-        out[level] = [float(v) for v in np.sort(errors, axis=0)[rank - 1]]
-    return out
 
 
 class PanelTask(Task):
@@ -199,7 +189,9 @@ class PanelTask(Task):
         rows = [{"method": k, **v} for k, v in scores.items()]
         for other, f in (("theta", theta), ("naive2", self.val_naive2), ("seasonal naive", m4.seasonal_naive(self._validation_histories, h, m))):
             rows.append({"method": other, **self.val_scores(f)})
-        return Combination(name, conformal_widths(errors, levels), scores[name]), rows
+        valid = np.ones_like(errors, dtype=bool)
+        widths = {level: conformal_widths(errors, valid, level / 100) for level in levels}
+        return Combination(name, widths, scores[name]), rows
 
     def report(self, model, device, run_dir) -> tuple[dict, list[str]]:
         from seqtool.core.run import atomic_write_text

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from seqtool.forecast.m4 import smape as smape_rows
+
 
 def _pair(forecast: torch.Tensor, actual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     f, a = torch.as_tensor(forecast, dtype=torch.float64), torch.as_tensor(actual, dtype=torch.float64)
@@ -32,9 +34,8 @@ def smape(forecast, actual) -> float:
     f, a = _pair(forecast, actual)
     if not f.numel():
         return float("nan")
-    denom = a.abs() + f.abs()
-    terms = torch.where(denom > 0, 2 * (f - a).abs() / denom.clamp_min(1e-300), torch.zeros_like(denom))
-    return float(100 * terms.mean())
+    return float(smape_rows(  # the one definition (M4's), for rows of series
+        a.double().reshape(1, -1).numpy(), f.double().reshape(1, -1).numpy())[0])
 
 
 def seasonal_naive_scale(train, season: int = 1) -> float:
