@@ -4,11 +4,12 @@ model trained and used by the real commands, on this machine's threads.
   python bench/bench_many.py [--series 100000] [--length 200] [--horizon 13] [--threads 2] [--rounds 3]
 
 Only seqtool runs here (there is no second contender to alternate with); one-off wall times are
-labelled as one run, and the forecasting rate is the median (min-max) of --rounds rounds.
+labelled as one run. Forecasting rates compare the global model with the M4 benchmarks Theta and
+Naive2 on the same series and threads, in alternated rounds (A B C A B C ...): median (min-max).
 
 Prints: the CSV's size; training (`seqtool forecast DATA --wide ...` in a child process) wall time,
 windows/s and values/s, and the child's peak RSS; forecasting: series/s of the global model over
-all series (in-process, `--rounds` rounds, median (min-max)), and the wall time and peak RSS of
+all series against Theta and Naive2 (in-process, alternated rounds), and the wall time and peak RSS of
 `seqtool forecast --checkpoint RUN` writing every forecast (reading the CSV included).
 """
 
@@ -84,17 +85,27 @@ def main() -> None:
 
         import torch
 
+        from seqtool.forecast import m4
         from seqtool.forecast.many import predict, restored, windows
+        from bench.rounds import alternate
 
         torch.set_num_threads(args.threads)
         r, data_panel, _ = restored(str(run), None, "cpu")
-        inputs = windows(data_panel.values, r.task.window)
-        rates = []
-        for _ in range(args.rounds):
+        histories, h, m = data_panel.values, r.task.horizon, r.task.season
+
+        def rate(forecast) -> float:
             started = time.perf_counter()
-            predict(r.model, inputs, r.device)
-            rates.append(len(inputs) / (time.perf_counter() - started))
-        print(f"forecast (global model, {args.threads} threads, {args.rounds} rounds): {spread(rates)} series/s, median (min-max)")
+            forecast()
+            return len(histories) / (time.perf_counter() - started)
+
+        contenders = {"global model": lambda: rate(lambda: predict(r.model, windows(histories, r.task.window), r.device)),
+                      "theta (M4 benchmark)": lambda: rate(lambda: m4.theta(histories, h, m)),
+                      "naive2 (M4 benchmark)": lambda: rate(lambda: m4.naive2(histories, h, m))}
+        rates = alternate(contenders, args.rounds)
+        print(f"forecast all {len(histories):,} series ({args.threads} threads, {args.rounds} alternated rounds, "
+              f"median (min-max) series/s):")
+        for name, values in rates.items():
+            print(f"  {name:<24}{spread(values)}")
 
         started = time.perf_counter()
         subprocess.run(exe + ["forecast", "--checkpoint", str(run), "--out", str(Path(tmp) / "f.csv")], check=True)
