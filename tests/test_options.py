@@ -31,6 +31,8 @@ def other_value(option: S.Option, task: str):
         return value, value
     if option.dotted in FREE_TEXT:
         return FREE_TEXT[option.dotted], FREE_TEXT[option.dotted]
+    if option.dotted == "output.log":  # a list of names, not numbers
+        return "csv", ["csv"]
     base = option.kind
     if base is bool:
         return None, not default

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from seqtool.core.errors import UsageError
+from seqtool.core.logs import check_sinks
 
 TASKS = ("lm", "translate", "forecast", "panel")
 RECURRENT_CELLS = ("rnn", "gru", "lstm")
@@ -177,6 +178,9 @@ class OutputSpec:
     out: str | None = opt(None, "Run directory (default: a new one under --runs-root).", aliases=("-o",))
     runs_root: str = opt("runs", "Where new run directories go.")
     overwrite: bool = opt(False, "Replace a non-empty --out directory.")
+    log: list = opt([], "Also log each epoch's metrics as tensorboard (event files in RUN/tensorboard) and/or csv "
+                    "(RUN/metrics.csv), comma-separated; metrics.jsonl is always written.", resumable=True,
+                    check=lambda where, v: check_sinks(where, v), parse=lambda text: [p.strip() for p in text.split(",") if p.strip()])
 
 
 @dataclass

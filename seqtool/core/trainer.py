@@ -30,6 +30,7 @@ from seqtool.core.accel import Precision, fused_optimizers, maybe_compile, pinne
 from seqtool.core.device import describe
 from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.core.epoch import EpochSums
+from seqtool.core.logs import MetricSinks
 from seqtool.core.faults import MAX_ROLLBACKS, NanPolicy, all_finite, nonfinite_error, resource_error, rollback_limit_error
 from seqtool.nn.stack import detach_state
 from seqtool.core.progress import Reporter, Throttle
@@ -179,6 +180,7 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
         self.dist.fork_rng()  # [ddp] per-rank dropout streams
+        self.sinks = MetricSinks(run, spec.output.log, self.state.global_step) if spec.output.log and self.dist.is_main else None
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _payload(self) -> dict:
@@ -315,6 +317,8 @@ class Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.reporter.stop()
+            if self.sinks is not None:
+                self.sinks.close()
             self.run.release()
 
     def train_epoch(self) -> tuple[dict, bool]:
@@ -398,6 +402,8 @@ class Trainer:
         improved = self._track_best(metrics)
         if self.dist.is_main:
             self.run.append_metrics(row)
+            if self.sinks is not None:
+                self.sinks.write(row)
         self.reporter.log(self._epoch_line(row))
         if self.spec.train.patience is not None and s.bad_epochs >= self.spec.train.patience:
             s.done = True
