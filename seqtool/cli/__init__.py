@@ -2,6 +2,6 @@
 and prints; seqtool.cli.app maps every error to one line and an exit code."""
 
 from seqtool.cli.app import app, main
-from seqtool.cli import eval, forecast, preprocess, sample, train, translate  # noqa: F401,E402 - registers the commands
+from seqtool.cli import eval, export, forecast, preprocess, sample, train, translate  # noqa: F401,E402 - registers the commands
 
 __all__ = ["app", "main"]

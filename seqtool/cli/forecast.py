@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from seqtool.cli.app import app, command_line, err
+from seqtool.core.errors import UsageError
 from seqtool.cli.options import QuietOpt, SpecOpt, spec_flags
 
 
@@ -18,6 +19,8 @@ def forecast(
     spec_path: Optional[Path] = SpecOpt,
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Forecast with this trained run (no training): "
                                              "--horizon values past the end of DATA (default: the run's series); --out FILE writes the CSV."),
+    engine: str = typer.Option("torch", help="With --checkpoint: torch | onnxruntime (a panel run's ONNX export: seqtool export)."),
+    onnx: Optional[str] = typer.Option(None, "--onnx", help="onnxruntime: the exported FILE.onnx (default: RUN/export/model.onnx)."),
     quiet: bool = QuietOpt,
     flags: dict = None,
 ):
@@ -32,8 +35,10 @@ def forecast(
     from seqtool.forecast.saved import forecast_with_run
 
     if checkpoint is not None:
-        sys.stdout.write(forecast_with_run(checkpoint, data, flags) or "")
+        sys.stdout.write(forecast_with_run(checkpoint, data, flags, engine, onnx) or "")
         return
+    if engine != "torch" or onnx is not None:
+        raise UsageError("--engine and --onnx forecast with a trained run: give --checkpoint RUN")
     panel = flags["forecast.wide"] is not None or flags["forecast.id_column"] is not None or looks_like_panel(data)
     spec = resolve_spec(spec_path, data, {**flags, "task": "panel" if panel else "forecast"})
     trainer = start_run(spec, reporter=Reporter(quiet=quiet), command=command_line())

@@ -22,14 +22,27 @@ def sample(
     seed: Optional[int] = typer.Option(None, help="Seed for reproducible samples."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    engine: str = typer.Option("torch", help="torch | onnxruntime (the run's ONNX export: seqtool export)."),
+    onnx: Optional[str] = typer.Option(None, "--onnx", help="onnxruntime: the exported FILE.onnx (default: RUN/export/model.onnx)."),
 ):
     """Generate text from a language model, one sample per line on stdout."""
+    from seqtool.core.errors import UsageError
     from seqtool.core.restore import restore
     from seqtool.lm.sampling import check_sampling
 
     check_sampling(prefix, length, num, seed, temperature, top_k, top_p)
-    r = restore(checkpoint, task="lm", device=device)
-    for warning in r.task.prefix_warnings(prefix):
+    if engine == "onnxruntime":
+        from seqtool.core.export import load_export
+        from seqtool.lm.export import OnnxLanguageModel
+
+        spec, task, sessions = load_export(checkpoint, onnx, "lm")
+        model, where = OnnxLanguageModel(sessions["model"], spec), "cpu"
+    elif engine == "torch" and onnx is None:
+        r = restore(checkpoint, task="lm", device=device)
+        task, model, where = r.task, r.model, r.device
+    else:
+        raise UsageError(f"--engine {engine!r}: choose torch or onnxruntime" if engine != "torch" else "--onnx needs --engine onnxruntime")
+    for warning in task.prefix_warnings(prefix):
         err(f"warning: {warning}")
     choice = dict(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
     if num == 1 and not as_json:  # stream the text as it is generated
@@ -38,8 +51,8 @@ def sample(
             sys.stdout.write(piece.replace("\n", " "))
             sys.stdout.flush()
 
-        r.task.generate(r.model, prefix, length, seed=seed, device=r.device, on_text=write, **choice)
+        task.generate(model, prefix, length, seed=seed, device=where, on_text=write, **choice)
         sys.stdout.write("\n")
         return
-    for i, text in enumerate(r.task.generate(r.model, prefix, length, num=num, seed=seed, device=r.device, **choice)):
+    for i, text in enumerate(task.generate(model, prefix, length, num=num, seed=seed, device=where, **choice)):
         print(json.dumps({"index": i, "prefix": prefix, "text": text}) if as_json else text.replace("\n", " "))

@@ -11,7 +11,6 @@ The forecast reads each series' last window, validation included. Scoring on a t
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -240,22 +239,32 @@ def panel_markdown(result: dict) -> str:
 
 
 # ---- a trained run: forecast and score ------------------------------------------------------------------------
-def restored(checkpoint: str | None, data: str | None, device: str):
-    """(the restored run, its panel task rebuilt on DATA or the run's own data, the combination)."""
-    from seqtool.core.restore import restore
+def restored(checkpoint: str | None, data: str | None, device: str, engine: str = "torch", onnx: str | None = None):
+    """(the run, its panel: DATA or the run's own data, the combination). With engine onnxruntime the
+    run's model is its ONNX export (seqtool export), and no torch weights are read."""
+    from seqtool.core.restore import Restored, restore
+    from seqtool.core.run import resolve_checkpoint
     from seqtool.forecast.saved import read_combination
 
-    r = restore(checkpoint, task="panel", device=device)
-    combination = read_combination(r, Combination.from_state)
-    spec = copy.deepcopy(r.spec)
-    if data is None and spec.data.corpus == "-":
+    if engine == "onnxruntime":
+        from seqtool.core.export import load_export
+        from seqtool.forecast.export import OnnxForecaster
+
+        spec, task, sessions = load_export(checkpoint, onnx, "panel")
+        r = Restored(resolve_checkpoint(checkpoint, "best"), spec, task, OnnxForecaster(sessions["model"]), torch.device("cpu"), {})
+    elif engine == "torch" and onnx is None:
+        r = restore(checkpoint, task="panel", device=device)
+    else:
+        raise UsageError(f"--engine {engine!r}: choose torch or onnxruntime" if engine != "torch" else "--onnx needs --engine onnxruntime")
+    combination = read_combination(r.path.parent.parent, Combination.from_state)
+    if data is None and r.spec.data.corpus == "-":
         raise SeqtoolError("this run was trained from standard input; pass the series as DATA")
-    panel = load_panel(spec, data)
-    return r, panel, combination
+    return r, load_panel(r.spec, data), combination
 
 
-def forecast_checkpoint(checkpoint: str | None, data: str | None, horizon: int, levels: list[int], device: str = "auto") -> str:
-    r, panel, combination = restored(checkpoint, data, device)
+def forecast_checkpoint(checkpoint: str | None, data: str | None, horizon: int, levels: list[int], device: str = "auto",
+                        engine: str = "torch", onnx: str | None = None) -> str:
+    r, panel, combination = restored(checkpoint, data, device, engine, onnx)
     if horizon and horizon != r.task.horizon:
         raise UsageError(f"--horizon {horizon}: this run's model forecasts {r.task.horizon} values at once")
     missing = [level for level in levels if level not in combination.widths]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -19,12 +20,12 @@ from seqtool.forecast.task import ForecastTask, horizon_rows, load_series
 
 def combination_of(r: Restored) -> Combination:
     """The reported forecast's recipe, saved in the run beside its checkpoints."""
-    return read_combination(r, Combination.from_state)
+    return read_combination(r.path.parent.parent, Combination.from_state)
 
 
-def read_combination(r: Restored, build):
-    """build(state) of a restored run's combination.json (single series or panel)."""
-    path = r.path.parent.parent / "combination.json"
+def read_combination(run_dir: Path, build):
+    """build(state) of a run's combination.json (single series or panel)."""
+    path = run_dir / "combination.json"
     try:
         return build(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
@@ -92,7 +93,7 @@ def evaluate_checkpoint(checkpoint: str | None, data: str | None = None, device:
 CHECKPOINT_FLAGS = {"forecast.horizon", "forecast.intervals", "train.device", "output.out"}
 
 
-def forecast_with_run(checkpoint: str, data: str | None, flags: dict) -> str | None:
+def forecast_with_run(checkpoint: str, data: str | None, flags: dict, engine: str = "torch", onnx: str | None = None) -> str | None:
     """`seqtool forecast --checkpoint RUN [DATA] --horizon H [--level L] [--out FILE]`: the CSV text
     (None when it was written to --out); a panel run forecasts every series of DATA (default: its own)."""
     from pathlib import Path
@@ -112,7 +113,10 @@ def forecast_with_run(checkpoint: str, data: str | None, flags: dict) -> str | N
     if checkpoint_task(checkpoint) == "panel":
         from seqtool.forecast import many
 
-        text = many.forecast_checkpoint(checkpoint, data, horizon, levels, device)
+        text = many.forecast_checkpoint(checkpoint, data, horizon, levels, device, engine, onnx)
+    elif engine != "torch" or onnx is not None:
+        raise UsageError("--engine onnxruntime: among forecasting runs only panel runs are exported (a single series' "
+                         "transform and ETS/Theta combination run in Python)")
     else:
         text = horizon_csv(forecast_checkpoint(checkpoint, data, horizon, levels, device))
     if flags["output.out"]:

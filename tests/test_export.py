@@ -1,0 +1,89 @@
+"""seqtool export --format onnx: graphs checked against torch by onnxruntime, the same greedy text
+and forecasts from the onnxruntime engine, and refusals that leave nothing behind."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from conftest import TINY
+
+PANEL_FAST = ["--epochs", "1", "--ensemble", "3", "--hidden", "16", "--batch", "64", "--threads", "1", "--quiet"]
+
+
+@pytest.fixture(params=["gru", "lstm"])
+def lm_run(request, cli, tiny_text):
+    result = cli("train", tiny_text, *TINY, "--epochs", "3", "--cell", request.param, "--layers", "2", "--out", "run")
+    assert result.code == 0, result.err
+    return "run"
+
+
+def test_a_language_model_exports_and_onnxruntime_samples_the_same_greedy_text(cli, tmp_path, lm_run):
+    result = cli("export", lm_run)
+    assert result.code == 0, result.err
+    written = json.loads(result.out)
+    assert written["files"] == [str(tmp_path / "run" / "export" / "model.onnx"), str(tmp_path / "run" / "export" / "model.json")]
+    assert written["max_abs_difference"]["model"] <= 1e-4
+    sidecar = json.loads((tmp_path / "run" / "export" / "model.json").read_text())
+    assert sidecar["task"] == "lm" and sidecar["task_state"]["level"] == "char"
+    assert set("the quick brown fox") <= set(sidecar["task_state"]["vocab"])  # what a consumer needs to tokenize
+    assert sorted(p.name for p in (tmp_path / "run" / "export").iterdir()) == ["model.json", "model.onnx"]
+    for prefix in ("the quick", "lazy"):
+        args = ["sample", "-c", lm_run, "--prefix", prefix, "--greedy", "--length", "60", "--num", "2", "--json"]
+        torch_text = cli(*args)
+        onnx_text = cli(*args, "--engine", "onnxruntime")
+        assert onnx_text.code == 0, onnx_text.err
+        assert onnx_text.out == torch_text.out
+
+
+def test_a_panel_forecaster_exports_and_onnxruntime_forecasts_within_1e_4(cli, tmp_path):
+    from test_panel import monthly_panel
+
+    monthly_panel(tmp_path / "p.csv")
+    assert cli("forecast", "p.csv", "--horizon", "6", "--level", "80", "--out", "run", *PANEL_FAST).code == 0
+    result = cli("export", "run", "--out", "exported/forecaster.onnx")
+    assert result.code == 0, result.err
+    assert (tmp_path / "exported" / "forecaster.json").exists()
+    by_torch = list(csv.DictReader(io.StringIO(cli("forecast", "--checkpoint", "run", "--level", "80").out)))
+    by_onnx = cli("forecast", "--checkpoint", "run", "--level", "80", "--engine", "onnxruntime", "--onnx", "exported/forecaster.onnx")
+    assert by_onnx.code == 0, by_onnx.err
+    rows = list(csv.DictReader(io.StringIO(by_onnx.out)))
+    assert [(r["unique_id"], r["ds"]) for r in rows] == [(r["unique_id"], r["ds"]) for r in by_torch]
+    for a, b in zip(rows, by_torch):
+        for column in ("forecast", "lo-80", "hi-80"):
+            assert float(a[column]) == pytest.approx(float(b[column]), rel=1e-4, abs=1e-4)
+
+
+def test_refusals_are_one_line_and_leave_no_file(cli, tmp_path, tiny_text, monkeypatch):
+    assert cli("train", tiny_text, *TINY, "--epochs", "1", "--out", "run").code == 0
+    result = cli("export", "run", "--format", "tflite")
+    assert result.code == 2 and result.err == "seqtool: error: --format 'tflite': the formats are onnx\n"
+    (tmp_path / "empty").mkdir()
+    result = cli("export", "empty")
+    assert result.code == 1 and result.err.count("\n") == 1
+    series = tmp_path / "s.txt"
+    series.write_text("".join(f"{v % 7}\n" for v in range(60)))
+    assert cli("forecast", series, "--epochs", "1", "--out", "one", "--quiet").code == 0
+    result = cli("export", "one", "--out", "one.onnx")
+    assert result.code == 1
+    assert result.err == "seqtool: error: exporting a forecast run is not supported (exportable: lm, panel, translate runs)\n"
+    # parity is checked, not assumed: with a tolerance nothing can meet, the export is refused and nothing is left
+    import seqtool.core.export as export
+
+    tolerance = export.ATOL
+    monkeypatch.setattr(export, "ATOL", -1.0)
+    result = cli("export", "run", "--out", "x/model.onnx")
+    assert result.code == 1 and "differs from torch's by" in result.err and result.err.endswith("nothing was written\n")
+    assert list((tmp_path / "x").iterdir()) == []
+    monkeypatch.setattr(export, "ATOL", tolerance)
+    # the engine needs an export of the run's current best checkpoint
+    result = cli("sample", "-c", "run", "--engine", "onnxruntime")
+    assert result.code == 1 and result.err.startswith("seqtool: error: no ONNX export at ")
+    assert cli("export", "run").code == 0
+    assert cli("train", "--resume", "run", "--epochs", "3", "--quiet").code == 0
+    result = cli("sample", "-c", "run", "--engine", "onnxruntime")
+    assert result.code == 1 and result.err.endswith("export again\n")
+    assert cli("sample", "-c", "run", "--engine", "tvm").err == "seqtool: error: --engine 'tvm': choose torch or onnxruntime\n"
