@@ -87,3 +87,30 @@ def test_refusals_are_one_line_and_leave_no_file(cli, tmp_path, tiny_text, monke
     result = cli("sample", "-c", "run", "--engine", "onnxruntime")
     assert result.code == 1 and result.err.endswith("export again\n")
     assert cli("sample", "-c", "run", "--engine", "tvm").err == "seqtool: error: --engine 'tvm': choose torch or onnxruntime\n"
+
+
+PAIRS = "go .\tva !\nhi .\tsalut !\nrun !\tcours !\nwait .\tattends .\nhelp !\tà l'aide !\nstop !\tarrête !\nI won .\tj'ai gagné .\n"
+
+
+@pytest.mark.parametrize("cell, attention", [("gru", "additive"), ("lstm", "none")])
+def test_a_translator_exports_encoder_and_decoder_and_onnxruntime_decodes_the_same(cli, tmp_path, cell, attention):
+    (tmp_path / "pairs.tsv").write_text(PAIRS * 8)
+    result = cli("train", "pairs.tsv", "--embed", "16", "--hidden", "16", "--layers", "2", "--cell", cell, "--attention", attention,
+                 "--steps", "5", "--val-fraction", "0.3", "--epochs", "30", "--batch", "8", "--threads", "1", "--max-seconds", "0", "--out", "run", "--quiet")
+    assert result.code == 0, result.err
+    result = cli("export", "run", "--out", "t.onnx")
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("t.")) == ["t.decoder.onnx", "t.encoder.onnx", "t.json"]
+    sentences = ["Go.", "Run!", "I won.", "Help!", "Wait, stop!"]
+    for beam in ("1", "3"):
+        args = ["translate", "-c", "run", "--beam", beam, "--nbest", beam, "--json", *sentences]
+        by_torch = [json.loads(line) for line in cli(*args).out.splitlines()]
+        by_onnx = cli(*args, "--engine", "onnxruntime", "--onnx", "t.onnx")
+        assert by_onnx.code == 0, by_onnx.err
+        by_onnx = [json.loads(line) for line in by_onnx.out.splitlines()]
+        assert [[h["text"] for h in r["translations"]] for r in by_onnx] == [[h["text"] for h in r["translations"]] for r in by_torch]
+        for a, b in zip(by_onnx, by_torch):
+            assert [h["score"] for h in a["translations"]] == pytest.approx([h["score"] for h in b["translations"]], abs=1e-4)
+    long = " ".join(["go"] * 12)
+    result = cli("translate", "-c", "run", "--engine", "onnxruntime", "--onnx", "t.onnx", long)
+    assert result.code == 1 and result.err == "seqtool: error: a sentence has 13 tokens; the exported encoder reads at most 10\n"

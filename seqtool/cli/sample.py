@@ -26,22 +26,12 @@ def sample(
     onnx: Optional[str] = typer.Option(None, "--onnx", help="onnxruntime: the exported FILE.onnx (default: RUN/export/model.onnx)."),
 ):
     """Generate text from a language model, one sample per line on stdout."""
-    from seqtool.core.errors import UsageError
-    from seqtool.core.restore import restore
+    from seqtool.core.export import restore_engine
     from seqtool.lm.sampling import check_sampling
 
     check_sampling(prefix, length, num, seed, temperature, top_k, top_p)
-    if engine == "onnxruntime":
-        from seqtool.core.export import load_export
-        from seqtool.lm.export import OnnxLanguageModel
-
-        spec, task, sessions = load_export(checkpoint, onnx, "lm")
-        model, where = OnnxLanguageModel(sessions["model"], spec), "cpu"
-    elif engine == "torch" and onnx is None:
-        r = restore(checkpoint, task="lm", device=device)
-        task, model, where = r.task, r.model, r.device
-    else:
-        raise UsageError(f"--engine {engine!r}: choose torch or onnxruntime" if engine != "torch" else "--onnx needs --engine onnxruntime")
+    r = restore_engine(checkpoint, "lm", device, engine, onnx)
+    task, model, where = r.task, r.model, r.device
     for warning in task.prefix_warnings(prefix):
         err(f"warning: {warning}")
     choice = dict(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)

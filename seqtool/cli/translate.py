@@ -24,16 +24,18 @@ def translate_command(
     tokenized: bool = typer.Option(False, "--tokenized", help="Print tokens separated by spaces instead of detokenised text."),
     batch: int = typer.Option(64, help="Sentences decoded together."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    engine: str = typer.Option("torch", help="torch | onnxruntime (the run's ONNX export: seqtool export)."),
+    onnx: Optional[str] = typer.Option(None, "--onnx", help="onnxruntime: the exported FILE.onnx (default: RUN/export/model.onnx)."),
 ):
     """Translate sentences with a trained translation run: one output line per input line."""
-    from seqtool.core.restore import restore
+    from seqtool.core.export import restore_engine
     from seqtool.translate.translator import decoding_for, line_chunks, translate_records
 
     if attention_out and not as_json:
         raise UsageError("--attention-out adds the weights to the JSON output: use it with --json")
     if batch < 1:
         raise UsageError("--batch must be >= 1")
-    r = restore(checkpoint, task="translate", device=device)
+    r = restore_engine(checkpoint, "translate", device, engine, onnx)
     decoding = decoding_for(r, beam, length_penalty, nbest, max_len)
 
     for chunk in [[s.replace("\n", " ") for s in sentences]] if sentences else line_chunks(sys.stdin, 16 * batch):

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +34,17 @@ SIDECAR_FORMAT = "seqtool-onnx/1"
 ATOL, RTOL = 1e-4, 1e-4
 FAMILY_GRAPHS = {"lm": "seqtool.lm.export:graphs", "panel": "seqtool.forecast.export:graphs",
                  "translate": "seqtool.translate.export:graphs"}
+#: the classes that run a family's export behind its torch model's interface: cls(sessions, spec)
+FAMILY_ENGINES = {"lm": "seqtool.lm.export:OnnxLanguageModel", "panel": "seqtool.forecast.export:OnnxForecaster",
+                  "translate": "seqtool.translate.export:OnnxTranslator"}
+ENGINES = ("torch", "onnxruntime")
 
 
 @dataclass
 class Graph:
     """One graph to export: `module(*example.values())` traces it; `check` holds other inputs
-    (same names) for the parity test; `dynamic` names the axes that vary (input -> {axis: name})."""
+    (same names) for the parity test, run against `reference` (default: the module); `dynamic`
+    names the axes that vary (input -> {axis: name})."""
 
     part: str  # "model", or "encoder" / "decoder"
     module: nn.Module
@@ -46,6 +52,7 @@ class Graph:
     check: dict[str, torch.Tensor]
     outputs: list[str]
     dynamic: dict[str, dict[int, str]] = field(default_factory=dict)
+    reference: nn.Module | None = None  # what parity compares with, when not the exported module itself
 
 
 def graph_path(out: Path, part: str) -> Path:
@@ -112,15 +119,23 @@ def _export(g: Graph, path: Path, task: str) -> None:
             torch.onnx.export(g.module.eval(), tuple(g.example.values()), str(path), dynamo=True, input_names=list(g.example),
                               output_names=g.outputs, dynamic_shapes=dynamic, verbose=False, external_data=False)
     except Exception as exc:  # the exporter's errors are many kinds; say which part failed, in one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SeqtoolError(f"the {task} model's {g.part} graph cannot be exported to ONNX: {first[:300]}") from None
+        raise SeqtoolError(f"the {task} model's {g.part} graph cannot be exported to ONNX: {_cause(exc)}") from None
+
+
+def _cause(exc: Exception) -> str:
+    """The exporter's own summary of what failed (its messages run to pages), as one plain line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "## Exception summary" in lines:
+        lines = lines[lines.index("## Exception summary") + 1 :]
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def _parity(g: Graph, path: Path) -> float:
     session = session_for(path)
     got = session.run(g.outputs, {k: v.numpy() for k, v in g.check.items()})
     with torch.no_grad():
-        expected = g.module(*g.check.values())
+        expected = (g.reference or g.module).eval()(*g.check.values())
     expected = expected if isinstance(expected, (tuple, list)) else (expected,)
     worst = 0.0
     for name, a, b in zip(g.outputs, got, expected):
@@ -176,3 +191,22 @@ def load_export(checkpoint: str | None, onnx: str | None, task: str, threads: in
     task_obj = get_task_class(task).from_checkpoint(spec, sidecar["task_state"])
     sessions = {part: session_for(graph_path(target, part), threads) for part in sidecar["graphs"]}
     return spec, task_obj, sessions
+
+
+def restore_engine(checkpoint: str | None, task: str, device: str = "auto", engine: str = "torch", onnx: str | None = None):
+    """The run for inference (a seqtool.core.restore.Restored): its torch model, or with engine
+    onnxruntime its export behind the same interface (the task and spec from the sidecar; no torch
+    weights are read)."""
+    from seqtool.core.restore import Restored, restore
+    from seqtool.core.run import resolve_checkpoint
+
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine!r}: choose {' or '.join(ENGINES)}")
+    if engine == "torch":
+        if onnx is not None:
+            raise UsageError("--onnx needs --engine onnxruntime")
+        return restore(checkpoint, task=task, device=device)
+    spec, task_obj, sessions = load_export(checkpoint, onnx, task)
+    module, name = FAMILY_ENGINES[task].split(":")
+    model = getattr(importlib.import_module(module), name)(sessions, spec)
+    return Restored(resolve_checkpoint(checkpoint, "best"), spec, task_obj, model, torch.device("cpu"), {})

@@ -23,8 +23,8 @@ def graphs(r) -> list[Graph]:
 
 
 class OnnxForecaster:
-    def __init__(self, session):
-        self.session = session
+    def __init__(self, sessions: dict, spec=None):
+        self.session = sessions["model"]
 
     def eval(self):
         return self

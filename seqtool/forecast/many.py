@@ -242,20 +242,10 @@ def panel_markdown(result: dict) -> str:
 def restored(checkpoint: str | None, data: str | None, device: str, engine: str = "torch", onnx: str | None = None):
     """(the run, its panel: DATA or the run's own data, the combination). With engine onnxruntime the
     run's model is its ONNX export (seqtool export), and no torch weights are read."""
-    from seqtool.core.restore import Restored, restore
-    from seqtool.core.run import resolve_checkpoint
+    from seqtool.core.export import restore_engine
     from seqtool.forecast.saved import read_combination
 
-    if engine == "onnxruntime":
-        from seqtool.core.export import load_export
-        from seqtool.forecast.export import OnnxForecaster
-
-        spec, task, sessions = load_export(checkpoint, onnx, "panel")
-        r = Restored(resolve_checkpoint(checkpoint, "best"), spec, task, OnnxForecaster(sessions["model"]), torch.device("cpu"), {})
-    elif engine == "torch" and onnx is None:
-        r = restore(checkpoint, task="panel", device=device)
-    else:
-        raise UsageError(f"--engine {engine!r}: choose torch or onnxruntime" if engine != "torch" else "--onnx needs --engine onnxruntime")
+    r = restore_engine(checkpoint, "panel", device, engine, onnx)
     combination = read_combination(r.path.parent.parent, Combination.from_state)
     if data is None and r.spec.data.corpus == "-":
         raise SeqtoolError("this run was trained from standard input; pass the series as DATA")

@@ -44,8 +44,8 @@ class OnnxLanguageModel:
     """Callable like RNNLM (tokens (steps, batch), state) -> (logits (steps, batch, vocab), state),
     computed one step at a time by the exported graph."""
 
-    def __init__(self, session, spec):
-        self.session, self.spec, self.lstm = session, spec, spec.model.cell == "lstm"
+    def __init__(self, sessions: dict, spec):
+        self.session, self.spec, self.lstm = sessions["model"], spec, spec.model.cell == "lstm"
 
     def eval(self):
         return self

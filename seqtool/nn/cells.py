@@ -77,12 +77,15 @@ def run_layer(
     bias_hh: torch.Tensor | None = None,
     reverse: bool = False,
     nonlinearity: str = "tanh",
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, CellState, list[torch.Tensor]]:
     """Unroll one layer in one direction over x (steps, batch, input).
 
     Returns (output (steps, batch, H), final state, per-step hidden states in time order). The
     per-step states are the very tensors the next step reads, so gradients taken with respect to
-    them measure how far back the gradient reaches (see seqtool.lm.diagnostics).
+    them measure how far back the gradient reaches (see seqtool.lm.diagnostics). With `mask`
+    (steps, batch; True at real tokens) a padded step keeps the state and outputs zeros, so a padded
+    batch runs as if each sequence had its own length (what packing does, in a graph of fixed size).
     """
     if cell not in GATES:
         raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(GATES)}")
@@ -96,20 +99,24 @@ def run_layer(
     w_t = weight_hh.t()
     order = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
     hs: list[torch.Tensor] = []
-    if cell == "lstm":
-        for t in order:
-            state = lstm_step(xs[t], state, w_t)
-            hs.append(state[0])
-    elif cell == "gru":
-        for t in order:
-            state = gru_step(xs[t], state, w_t, bias_hh)
-            hs.append(state)
-    else:
-        if nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"unknown nonlinearity {nonlinearity!r}; choose tanh or relu")
-        for t in order:
-            state = rnn_step(xs[t], state, w_t, nonlinearity)
-            hs.append(state)
+    if cell == "rnn" and nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"unknown nonlinearity {nonlinearity!r}; choose tanh or relu")
+    outs = []
+    for t in order:
+        if cell == "lstm":
+            new = lstm_step(xs[t], state, w_t)
+        elif cell == "gru":
+            new = gru_step(xs[t], state, w_t, bias_hh)
+        else:
+            new = rnn_step(xs[t], state, w_t, nonlinearity)
+        if mask is not None:
+            keep = mask[t].unsqueeze(1)
+            new = tuple(torch.where(keep, a, b) for a, b in zip(new, state)) if cell == "lstm" else torch.where(keep, new, state)
+        state = new
+        hs.append(state[0] if cell == "lstm" else state)
+        if mask is not None:
+            outs.append(hs[-1] * mask[t].unsqueeze(1))
     if reverse:
         hs.reverse()
-    return torch.stack(hs), state, hs
+        outs.reverse()
+    return torch.stack(outs if mask is not None else hs), state, hs

@@ -207,6 +207,14 @@ class RecurrentStack(nn.Module):
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         return self.rnn(x, state)
 
+    def as_scratch(self) -> "RecurrentStack":
+        """The same stack with the same weights, computed by the scratch cells (plain tensor ops:
+        what graph exporters can lower where a fused kernel has no translation)."""
+        twin = RecurrentStack(self.input_size, self.hidden_size, self.cell, self.num_layers, self.dropout, self.bidirectional,
+                              self.batch_first, "scratch", self.nonlinearity)
+        twin.rnn.load_state_dict(self.rnn.state_dict())
+        return twin.train(self.training)
+
     def forward_steps(self, x: torch.Tensor, state: State | None = None):
         """Scratch only: forward() plus each layer's per-step hidden states, steps[layer][direction][t]."""
         if self.impl != "scratch":
