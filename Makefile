@@ -82,6 +82,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_lm.py
 	$(PY) bench/bench_forecast.py
 	$(PY) bench/bench_many.py
+	$(PY) bench/bench_engines.py
 	$(PY) bench/bench_stack.py
 	$(PY) bench/bench_translate.py
 	$(PY) bench/bench_speed.py

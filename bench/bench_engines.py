@@ -5,7 +5,7 @@
 Trains three small runs with the real commands (a char-level GRU language model on The Time
 Machine, a panel forecaster on M4 weekly, an English->French translator on fra-eng), exports each
 with `seqtool export` (parity checked there), then times, per engine: greedy sampling tokens/s
-(one 400-token sample), forecast series/s (all 359 weekly series' windows, tiled to 10,000), and
+(one 2,000-token sample), forecast series/s (all 359 weekly series' windows, tiled to 10,000), and
 greedy translation sentences/s (the last 200 English sentences of fra-eng). Medians (min-max) and the median of
 per-round ratios; export wall times are one run each.
 """
@@ -56,7 +56,7 @@ def main() -> None:
         print("export (one run each, incl. the parity check): " + ", ".join(f"{k} {v:.0f} s" for k, v in exports.items()))
 
         runs = {engine: restore_engine(lm, "lm", "cpu", engine) for engine in ("torch", "onnxruntime")}
-        length = 400
+        length = 2000
         sampling = alternate({engine: (lambda r=r: timed(lambda: r.task.generate(r.model, "the time traveller", length, greedy=True), length))
                               for engine, r in runs.items()}, args.rounds)
         texts = {engine: r.task.generate(r.model, "the time traveller", length, greedy=True)[0] for engine, r in runs.items()}
@@ -71,7 +71,7 @@ def main() -> None:
         sources = [line.split("\t")[0] for line in Path("../shared/corpora/fra-eng.txt").read_text(encoding="utf-8").splitlines()[-200:]]
         translating = alternate({engine: (lambda r=r: timed(lambda: r.task.translate(r.model, sources, r.device, beam=1), len(sources)))
                                  for engine, r in tr_runs.items()}, args.rounds)
-        same = [[h[0].ids for h in r.task.translate(r.model, sources, r.device, beam=1)] for r in tr_runs.values()]
+        same = [[h[0].tokens for h in r.task.translate(r.model, sources, r.device, beam=1)] for r in tr_runs.values()]
 
     print(f"1 thread each, {args.rounds} alternated rounds, median (min-max); ratio = onnxruntime / torch, median of per-round ratios")
     for what, results, unit in (("greedy sampling", sampling, "tokens/s"), ("panel forecast", forecasting, "series/s"),
