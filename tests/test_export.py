@@ -79,6 +79,17 @@ def test_refusals_are_one_line_and_leave_no_file(cli, tmp_path, tiny_text, monke
     assert result.code == 1 and "differs from torch's by" in result.err and result.err.endswith("nothing was written\n")
     assert list((tmp_path / "x").iterdir()) == []
     monkeypatch.setattr(export, "ATOL", tolerance)
+    # a graph the exporter cannot lower: the part is named, the exporter's summary given, nothing written
+
+    def cannot(*args, **kwargs):
+        raise RuntimeError("\x1b[96mstep 3/3\x1b[0m failed\nNext steps: ...\n## Exception summary\n<class 'DispatchError'>: No ONNX function for aten.thing")
+
+    monkeypatch.setattr(export.torch.onnx, "export", cannot)
+    result = cli("export", "run", "--out", "y/model.onnx")
+    assert result.err == "seqtool: error: the lm model's model graph cannot be exported to ONNX: <class 'DispatchError'>: No ONNX function for aten.thing\n"
+    assert result.code == 1 and list((tmp_path / "y").iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     # the engine needs an export of the run's current best checkpoint
     result = cli("sample", "-c", "run", "--engine", "onnxruntime")
     assert result.code == 1 and result.err.startswith("seqtool: error: no ONNX export at ")
