@@ -15,7 +15,7 @@ def export(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="FILE.onnx (default: RUN/export/model.onnx); FILE.json beside it."),
 ):
     """Export a run's best model to ONNX: a language model as one step (tokens + state -> logits +
-    state), a panel forecaster (window -> horizon), a translator (encoder; one decoder step). The
+    state), a forecaster (window -> the next steps; panels: the horizon), a translator (encoder; one decoder step). The
     graphs are run by onnxruntime and compared with torch before anything is written."""
     from seqtool.core.export import export_run
 

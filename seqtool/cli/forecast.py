@@ -19,7 +19,7 @@ def forecast(
     spec_path: Optional[Path] = SpecOpt,
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Forecast with this trained run (no training): "
                                              "--horizon values past the end of DATA (default: the run's series); --out FILE writes the CSV."),
-    engine: str = typer.Option("torch", help="With --checkpoint: torch | onnxruntime (a panel run's ONNX export: seqtool export)."),
+    engine: str = typer.Option("torch", help="With --checkpoint: torch | onnxruntime (the run's ONNX export: seqtool export)."),
     onnx: Optional[str] = typer.Option(None, "--onnx", help="onnxruntime: the exported FILE.onnx (default: RUN/export/model.onnx)."),
     quiet: bool = QuietOpt,
     flags: dict = None,

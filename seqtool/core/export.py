@@ -32,10 +32,11 @@ FORMATS = ("onnx",)
 SIDECAR_FORMAT = "seqtool-onnx/1"
 #: parity: |onnxruntime - torch| <= ATOL + RTOL |torch|, element by element (float32 graphs)
 ATOL, RTOL = 1e-4, 1e-4
-FAMILY_GRAPHS = {"lm": "seqtool.lm.export:graphs", "panel": "seqtool.forecast.export:graphs",
+FAMILY_GRAPHS = {"lm": "seqtool.lm.export:graphs", "panel": "seqtool.forecast.export:graphs", "forecast": "seqtool.forecast.export:series_graphs",
                  "translate": "seqtool.translate.export:graphs"}
 #: the classes that run a family's export behind its torch model's interface: cls(sessions, spec)
 FAMILY_ENGINES = {"lm": "seqtool.lm.export:OnnxLanguageModel", "panel": "seqtool.forecast.export:OnnxForecaster",
+                  "forecast": "seqtool.forecast.export:OnnxSeriesForecaster",
                   "translate": "seqtool.translate.export:OnnxTranslator"}
 ENGINES = ("torch", "onnxruntime")
 
@@ -71,8 +72,6 @@ def export_run(checkpoint: str | None, fmt: str = "onnx", out: str | None = None
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: the formats are {', '.join(FORMATS)}")
     r = restore(checkpoint, device="cpu")
-    if r.payload["task"] not in FAMILY_GRAPHS:
-        raise SeqtoolError(f"exporting a {r.payload['task']} run is not supported (exportable: {', '.join(FAMILY_GRAPHS)} runs)")
     module, name = FAMILY_GRAPHS[r.payload["task"]].split(":")
     graphs: list[Graph] = getattr(importlib.import_module(module), name)(r)
     target = (Path(out) if out else r.path.parent.parent / "export" / "model.onnx").resolve()

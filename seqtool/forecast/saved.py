@@ -45,11 +45,15 @@ def _series_task(r: Restored, data: str | None, horizon: int = 0):
     return spec, load_series(spec)
 
 
-def forecast_checkpoint(checkpoint: str | None, data: str | None, horizon: int, levels: list[int], device: str = "auto") -> list[dict]:
-    """H values past the end of DATA (default: the run's series): time, forecast and lo-L/hi-L."""
+def forecast_checkpoint(checkpoint: str | None, data: str | None, horizon: int, levels: list[int], device: str = "auto",
+                        engine: str = "torch", onnx: str | None = None) -> list[dict]:
+    """H values past the end of DATA (default: the run's series): time, forecast and lo-L/hi-L; the
+    network runs in torch or, with engine onnxruntime, as the run's ONNX export."""
+    from seqtool.core.export import restore_engine
+
     if horizon < 1:
         raise UsageError("--checkpoint forecasts past the end of the data: give --horizon H (H >= 1)")
-    r = restore(checkpoint, task="forecast", device=device)
+    r = restore_engine(checkpoint, "forecast", device, engine, onnx)
     combination = combination_of(r)
     missing = [level for level in levels if level not in combination.widths]
     if missing:
@@ -114,11 +118,8 @@ def forecast_with_run(checkpoint: str, data: str | None, flags: dict, engine: st
         from seqtool.forecast import many
 
         text = many.forecast_checkpoint(checkpoint, data, horizon, levels, device, engine, onnx)
-    elif engine != "torch" or onnx is not None:
-        raise UsageError("--engine onnxruntime: among forecasting runs only panel runs are exported (a single series' "
-                         "transform and ETS/Theta combination run in Python)")
     else:
-        text = horizon_csv(forecast_checkpoint(checkpoint, data, horizon, levels, device))
+        text = horizon_csv(forecast_checkpoint(checkpoint, data, horizon, levels, device, engine, onnx))
     if flags["output.out"]:
         atomic_write_text(Path(flags["output.out"]), text)
         return None
