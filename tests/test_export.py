@@ -46,7 +46,8 @@ def test_a_panel_forecaster_exports_and_onnxruntime_forecasts_within_1e_4(cli, t
     assert cli("forecast", "p.csv", "--horizon", "6", "--level", "80", "--out", "run", *PANEL_FAST).code == 0
     result = cli("export", "run", "--out", "exported/forecaster.onnx")
     assert result.code == 0, result.err
-    assert (tmp_path / "exported" / "forecaster.json").exists()
+    sidecar = json.loads((tmp_path / "exported" / "forecaster.json").read_text())
+    assert sidecar["combination"] == json.loads((tmp_path / "run" / "combination.json").read_text())  # widths for consumers
     by_torch = list(csv.DictReader(io.StringIO(cli("forecast", "--checkpoint", "run", "--level", "80").out)))
     by_onnx = cli("forecast", "--checkpoint", "run", "--level", "80", "--engine", "onnxruntime", "--onnx", "exported/forecaster.onnx")
     assert by_onnx.code == 0, by_onnx.err

@@ -94,6 +94,9 @@ def export_run(checkpoint: str | None, fmt: str = "onnx", out: str | None = None
                                    "dynamic": {k: {str(a): n for a, n in v.items()} for k, v in g.dynamic.items()}} for g in graphs},
                "max_abs_difference": differences, "tolerance": {"atol": ATOL, "rtol": RTOL},
                "spec": r.spec.to_dict(only_used=True), "task_state": r.payload["task_state"]}
+    recipe = r.path.parent.parent / "combination.json"  # forecasters: the combination and interval widths, for consumers
+    if recipe.exists():
+        sidecar["combination"] = json.loads(recipe.read_text(encoding="utf-8"))
     from seqtool.core.run import atomic_write_text
 
     atomic_write_text(sidecar_path(target), json.dumps(sidecar, indent=1, default=_plain) + "\n")
