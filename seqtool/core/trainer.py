@@ -26,7 +26,7 @@ from torch import nn
 
 import seqtool
 from seqtool.core import distributed
-from seqtool.core.accel import Precision, fused_optimizers, maybe_compile, pinned
+from seqtool.core.accel import Precision, fused_optimizers, keep_freed_memory, maybe_compile, pinned
 from seqtool.core.device import describe
 from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.core.epoch import EpochSums
@@ -154,6 +154,7 @@ class Trainer:
         self.command = command
         if spec.train.threads:
             torch.set_num_threads(spec.train.threads)
+        keep_freed_memory()  # no page faults from re-allocating each step's large tensors
         # [ddp] one process unless started by torchrun (seqtool/distributed.py)
         self.dist, self.device = distributed.setup(spec.train.device)
         self.dist.check_batch(spec.train.batch)

@@ -4,7 +4,8 @@ Both schemes start at a random offset in [0, steps) so every epoch sees differen
 - random: subsequences are shuffled; each batch starts from a fresh hidden state.
 - sequential: row i of batch k+1 continues row i of batch k, so the hidden state is carried over
   (and detached: truncated BPTT).
-Batches are time-major (steps, batch): the layout torch's fused recurrent layers prefer.
+Batches are time-major (steps, batch): the layout torch's fused recurrent layers prefer. The ids
+may be a memory-mapped store of small unsigned ints: only each batch is copied out, as int64.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def sequential_batches(ids: torch.Tensor, batch: int, steps: int, generator: tor
     xs = ids[offset : offset + usable].view(batch, -1).t()
     ys = ids[offset + 1 : offset + 1 + usable].view(batch, -1).t()
     for start in range(0, xs.shape[0] - steps + 1, steps):
-        yield xs[start : start + steps], ys[start : start + steps]
+        yield xs[start : start + steps].long(), ys[start : start + steps].long()
 
 
 def random_batches(ids: torch.Tensor, batch: int, steps: int, generator: torch.Generator) -> Iterator[Batch]:
@@ -38,7 +39,7 @@ def random_batches(ids: torch.Tensor, batch: int, steps: int, generator: torch.G
     window = torch.arange(steps)
     for first in range(0, count - batch + 1, batch):
         rows = starts[first : first + batch, None] + window  # (batch, steps) indices
-        yield ids[rows].t(), ids[rows + 1].t()
+        yield ids[rows].t().long(), ids[rows + 1].t().long()
 
 
 def num_batches(n_tokens: int, batch: int, steps: int, sampling: str) -> int:

@@ -1,21 +1,25 @@
 """Prepared text datasets: the vocabulary and token ids of a corpus, saved by `seqtool preprocess`
-and accepted by `seqtool train` in place of raw text."""
+as a token store (seqtool.data.store) and accepted by `seqtool train` in place of raw text.
+
+Datasets written by earlier versions (a torch zip of int64 ids) still load, read as plain data."""
 
 from __future__ import annotations
 
 import io
 import pickle
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from seqtool.data.corpora import read_bytes, decode_text, resolve_corpus
+import numpy as np
+
+from seqtool.data.corpora import check_regular_file, read_bytes, decode_text, resolve_corpus
 from seqtool.core.errors import SeqtoolError
-from seqtool.core.run import atomic_write_bytes
-from seqtool.data.text import UNK, Vocab, detokenize, ngram_counts, normalize, tokenize
+from seqtool.data.store import (StoreWriter, TextSource, build_vocab, count_tokens, encode_chunks, id_dtype, is_store, max_id,
+                                open_store, text_source)
+from seqtool.data.text import EOS, UNK, Vocab
 
 DATASET_FORMAT = "seqtool-dataset"
 
@@ -23,34 +27,123 @@ DATASET_FORMAT = "seqtool-dataset"
 @dataclass
 class PreparedText:
     vocab: Vocab
-    ids: torch.Tensor  # int64 token ids of the whole corpus
+    ids: torch.Tensor  # token ids of the whole corpus, in the smallest unsigned type that holds them (maybe a memory map)
     level: str
     clean: str
-    counts: list[int]  # frequency of each vocabulary entry (for unigram sampling and stats)
+    counts: list[int]  # frequency of each vocabulary entry in the (training) text: unigram sampling, stats, softmax clusters
+    splits: dict[str, list[int]] | None = None  # a train/valid/test layout: name -> [start, stop) in ids
 
     def tokens(self) -> list[str]:
         return self.vocab.decode(self.ids.tolist())
 
+    def part(self, name: str) -> torch.Tensor:
+        start, stop = self.splits[name]
+        return self.ids[start:stop]
+
     def save(self, path: str | Path) -> None:
-        buffer = io.BytesIO()
-        torch.save(
-            {"format": DATASET_FORMAT, "version": 1, "vocab": self.vocab.to_list(), "ids": self.ids,
-             "level": self.level, "clean": self.clean, "counts": self.counts},
-            buffer,
-        )
-        atomic_write_bytes(Path(path), buffer.getvalue())
+        """Write the token store (see seqtool.data.store), atomically."""
+        writer = StoreWriter(Path(path), id_dtype(len(self.vocab)))
+        try:
+            for start in range(0, self.ids.numel(), 1 << 24):
+                writer.append(self.ids[start : start + (1 << 24)].numpy())
+            writer.finish(self.footer())
+        except BaseException:
+            writer.abort()
+            raise
+
+    def footer(self) -> dict:
+        return {"format": DATASET_FORMAT, "version": 2, "vocab": self.vocab.to_list(), "counts": self.counts,
+                "level": self.level, "clean": self.clean, "splits": self.splits}
 
 
 def prepare_text(text: str, level: str, clean: str, min_freq: int = 0, reserved: tuple[str, ...] = ()) -> PreparedText:
-    tokens = tokenize(normalize(text, clean), level)
-    if len(tokens) < 2:
-        raise SeqtoolError(f"the corpus has {len(tokens)} token(s) after '{clean}' normalisation; a language model needs at least 2")
-    vocab = Vocab.build(tokens, min_freq=min_freq, reserved=reserved)
+    """A text in memory as a prepared dataset (the same encoder as files, in one piece)."""
+    return prepare_sources([TextSource("the text", text=text)], level, clean, min_freq, reserved)
+
+
+def prepare_sources(sources: list[TextSource], level: str, clean: str, min_freq: int = 0, reserved: tuple[str, ...] = (),
+                    names: tuple[str, ...] = (), out: Path | None = None) -> PreparedText:
+    """Encode sources in bounded chunks with the vocabulary of the first (the training text).
+
+    With `names` the sources are the parts of a layout (train, valid, test) and `splits` says where
+    each lies. With `out` the ids stream into a token store there (memory-mapped back), else memory."""
+    counts = count_tokens(sources[0], level, clean)
+    if level == "word" and EOS not in reserved:
+        reserved = (*reserved, EOS)  # the line end is structure: --min-freq never turns it into <unk>
+    vocab = build_vocab(counts, min_freq, reserved)
+    first = sources[0].name
+    if sum(counts.values()) < 2:
+        raise SeqtoolError(f"{first}: the corpus has {sum(counts.values())} token(s) after '{clean}' normalisation; "
+                           "a language model needs at least 2")
     if all(t == UNK or t in reserved for t in vocab.itos):
         raise SeqtoolError(f"every token occurs fewer than --min-freq {min_freq} times: the vocabulary would be only <unk>; lower --min-freq")
-    ids = torch.tensor(vocab.encode(tokens), dtype=torch.long)
-    frequency = Counter(ids.tolist())
-    return PreparedText(vocab, ids, level, clean, [frequency.get(i, 0) for i in range(len(vocab))])
+    dtype = id_dtype(len(vocab))
+    writer = StoreWriter(out, dtype) if out is not None else None
+    pieces, bounds, frequency = [], [], np.zeros(len(vocab), dtype=np.int64)
+    try:
+        for source in sources:
+            begin = writer.size if writer else sum(p.size for p in pieces)
+            for ids in encode_chunks(source, vocab, level, clean):
+                if source is sources[0]:  # counts come from the training text only, like the vocabulary
+                    frequency += np.bincount(ids, minlength=len(vocab))
+                writer.append(ids) if writer else pieces.append(ids)
+            stop = writer.size if writer else sum(p.size for p in pieces)
+            if stop == begin:
+                raise SeqtoolError(f"{source.name} has no tokens after '{clean}' normalisation")
+            bounds.append([begin, stop])
+        splits = dict(zip(names, bounds)) if names else None
+        data = PreparedText(vocab, torch.zeros(0), level, clean, frequency.tolist(), splits)
+        if writer:
+            writer.finish(data.footer())
+            return open_prepared(out, str(out))
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
+    data.ids = torch.from_numpy(np.concatenate(pieces) if pieces else np.zeros(0, dtype))
+    return data
+
+
+def open_prepared(path: Path, name: str) -> PreparedText:
+    """A token store as a PreparedText whose ids are a read-only memory map; checked before use."""
+    footer, ids = open_store(path)
+    try:
+        vocab = Vocab(list(footer["vocab"]))
+        splits = footer.get("splits")
+        data = PreparedText(vocab, ids, str(footer["level"]), str(footer["clean"]), [int(c) for c in footer["counts"]],
+                            {str(k): [int(a), int(b)] for k, a, b in ((k, *v) for k, v in splits.items())} if splits else None)
+        ok = (footer.get("format") == DATASET_FORMAT and ids.numel() >= 2 and len(data.counts) == len(vocab)
+              and np.dtype(footer["dtype"]) == id_dtype(len(vocab)) and max_id(ids) < len(vocab)
+              and all(0 <= a < b <= ids.numel() for a, b in (data.splits or {}).values()))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        ok = False
+    if not ok or data.level not in ("char", "word") or data.clean not in ("letters", "lower", "none"):
+        raise SeqtoolError(f"{name} is a damaged seqtool dataset (vocabulary, ids or settings do not fit together)")
+    return data
+
+
+def encode_text(arg: str, vocab: Vocab, level: str, clean: str, encoding: str = "utf-8", errors: str = "strict") -> torch.Tensor:
+    """A text file (or '-', a catalog name) as ids of an existing vocabulary, read in chunks; words
+    it lacks read as <unk>."""
+    pieces = list(encode_chunks(text_source(arg, encoding, errors), vocab, level, clean))
+    return torch.from_numpy(np.concatenate(pieces) if pieces else np.zeros(0, id_dtype(len(vocab))))
+
+
+LAYOUT = ("train", "valid", "test")
+
+
+def layout_sources(directory: Path, encoding: str, errors: str) -> list[TextSource]:
+    """DIR/train.txt, valid.txt and test.txt: the word-benchmark layout, each checked."""
+    from seqtool.data.corpora import check_regular_file
+
+    missing = [f"{name}.txt" for name in LAYOUT if not (directory / f"{name}.txt").exists()]
+    if missing:
+        raise SeqtoolError(f"{directory} is a directory without {' and '.join(missing)}: a corpus directory holds "
+                           "train.txt, valid.txt and test.txt")
+    for name in LAYOUT:
+        check_regular_file(directory / f"{name}.txt")
+    return [TextSource(str(directory / f"{name}.txt"), path=directory / f"{name}.txt", encoding=encoding, errors=errors)
+            for name in LAYOUT]
 
 
 def _parse_dataset(data: bytes, name: str) -> PreparedText | None:
@@ -79,17 +172,29 @@ def _parse_dataset(data: bytes, name: str) -> PreparedText | None:
     return prepared
 
 
-def load_corpus(arg: str, level: str, clean: str, min_freq: int, encoding: str = "utf-8", errors: str = "strict") -> PreparedText:
-    """A corpus argument (path, '-', catalog name or prepared dataset) as token ids."""
+def load_corpus(arg: str, level: str, clean: str, min_freq: int, encoding: str = "utf-8", errors: str = "strict",
+                reserved: tuple[str, ...] = (), out: Path | None = None) -> PreparedText:
+    """A corpus argument as token ids: a token store (memory-mapped), a directory in the
+    train/valid/test layout, a text file (streamed in chunks), '-' or a catalog name. With `out`,
+    text is encoded into a token store there."""
     source = resolve_corpus(arg)
-    name = "standard input" if source == "-" else str(source)
+    if source != "-":
+        path = Path(source)
+        if path.is_dir():
+            return prepare_sources(layout_sources(path, encoding, errors), level, clean, min_freq, reserved, LAYOUT, out)
+        check_regular_file(path)
+        if is_store(path):
+            return open_prepared(path, str(path))
+        with open(path, "rb") as fh:
+            zipped = fh.read(2) == b"PK"
+        if zipped:
+            prepared = _parse_dataset(read_bytes(path), str(path))
+            if prepared is not None:
+                return prepared
+        return prepare_sources([text_source(arg, encoding, errors)], level, clean, min_freq, reserved, out=out)
+    name = "standard input"
     data = read_bytes(source)
     prepared = _parse_dataset(data, name)
     if prepared is not None:
         return prepared
-    return prepare_text(decode_text(data, name, encoding, errors), level, clean, min_freq)
-
-
-def ngram_table(tokens: list[str], n: int, top: int, level: str) -> list[tuple[str, int]]:
-    """The most frequent n-grams, written as text ('t h e' for chars reads as 'the')."""
-    return [(detokenize(g, level), c) for g, c in ngram_counts(tokens, n).most_common(top)]
+    return prepare_sources([TextSource(name, text=decode_text(data, name, encoding, errors))], level, clean, min_freq, reserved, out=out)

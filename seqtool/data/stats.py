@@ -1,14 +1,18 @@
 """Corpus statistics for `seqtool preprocess`: token and type counts, top n-grams, a Zipf plot,
-and optionally the prepared dataset written for training."""
+and optionally the prepared dataset (a token store) written for training. The corpus streams
+through in chunks and the n-grams are counted on the ids, so a corpus larger than memory works."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from seqtool.core.errors import UsageError
-from seqtool.data.corpora import read_text
-from seqtool.data.dataset import ngram_table, prepare_text
-from seqtool.data.text import BOS, EOS, PAD, ngram_counts
+from seqtool.data.dataset import load_corpus
+from seqtool.data.text import BOS, EOS, PAD, detokenize
 
 NGRAMS = (("unigrams", 1), ("bigrams", 2), ("trigrams", 3))
 
@@ -31,21 +35,70 @@ def corpus_stats(corpus: str, level: str, clean: str, min_freq: int = 0, reserve
         if value not in OPTIONS[dotted].opt.choices:
             raise UsageError(f"{OPTIONS[dotted].flag}: {value!r} is not one of {', '.join(OPTIONS[dotted].opt.choices)}")
     check_encoding("--encoding", encoding)
-    if min_freq < 0 or top < 1:
-        raise UsageError("--min-freq must be >= 0 and --top >= 1")
+    if min_freq < 0 or top < 0:
+        raise UsageError("--min-freq and --top must be >= 0")
     extra = parse_reserved(reserved)
-    data = prepare_text(read_text(corpus, encoding, encoding_errors), level, clean, min_freq, reserved=extra)
-    tokens = data.tokens()
-    stats = {"corpus": corpus, "level": level, "clean": clean, "tokens": len(tokens), "types": len(data.vocab),
-             "unk_tokens": int((data.ids == 0).sum())}
-    stats.update({key: ngram_table(tokens, n, top, level) for key, n in NGRAMS})
+    data = load_corpus(corpus, level, clean, min_freq, encoding, encoding_errors, reserved=extra, out=Path(out) if out else None)
+    ids, level = data.ids, data.level
+    tables = ngram_frequencies(ids, tuple(n for _, n in NGRAMS), len(data.vocab)) if top or plot else {}
+    stats = {"corpus": corpus, "level": level, "clean": data.clean, "tokens": int(ids.numel()), "types": len(data.vocab),
+             "unk_tokens": data.counts[0]}
+    if data.splits:
+        stats["splits"] = {name: {"tokens": stop - start, "unk_tokens": int((ids[start:stop] == 0).sum())}
+                           for name, (start, stop) in data.splits.items()}
+    for key, n in NGRAMS:
+        codes, counts = tables[n] if tables else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        stats[key] = [(detokenize(data.vocab.decode(ngram_of(int(c), n, len(data.vocab))), level), int(k))
+                      for c, k in zip(codes[:top].tolist(), counts[:top].tolist())]
     if out:
-        data.save(out)
         stats["out"] = out
     if plot:
-        zipf_plot(tokens, Path(plot), level)
+        zipf_plot({n: counts for n, (_, counts) in tables.items()}, Path(plot), level)
         stats["plot"] = plot
     return stats
+
+
+def ngram_frequencies(ids: torch.Tensor, orders: tuple[int, ...], vocab_size: int, block: int = 1 << 23) -> dict:
+    """n -> (codes, counts) for every n-gram of the ids that occurs, the code of (t_1..t_n) being
+    sum t_k V^(n-k), most frequent first (ties: the smaller code). Counted a block at a time: a
+    corpus is never copied whole; a table is dense (a count per possible code) when that is small."""
+    top = max(orders)
+    dense = {n: vocab_size ** n <= 1 << 24 for n in orders}
+    totals = {n: np.zeros(vocab_size ** n, dtype=np.int64) if dense[n] else Counter() for n in orders}
+    for start in range(0, ids.numel(), block):
+        window = ids[start : start + block + top - 1].numpy().astype(np.int64)
+        codes = window
+        for n in range(1, top + 1):
+            if n > 1:
+                codes = codes[:-1] * vocab_size + window[n - 1 :]
+            if n not in orders:
+                continue
+            mine = codes[: min(block, codes.size)]  # n-grams that start in this block
+            if dense[n]:
+                totals[n] += np.bincount(mine, minlength=totals[n].size)
+            else:
+                values, counts = np.unique(mine, return_counts=True)
+                totals[n].update(dict(zip(values.tolist(), counts.tolist())))
+    out = {}
+    for n, total in totals.items():
+        if dense[n]:
+            codes = np.flatnonzero(total)
+            counts = total[codes]
+        else:
+            codes = np.fromiter(total.keys(), dtype=np.int64, count=len(total))
+            counts = np.fromiter(total.values(), dtype=np.int64, count=len(total))
+        order = np.lexsort((codes, -counts))
+        out[n] = codes[order], counts[order]
+    return out
+
+
+def ngram_of(code: int, n: int, vocab_size: int) -> list[int]:
+    """The ids of an n-gram code (ngram_frequencies' encoding)."""
+    ids = []
+    for _ in range(n):
+        code, last = divmod(code, vocab_size)
+        ids.append(last)
+    return ids[::-1]
 
 
 def ngram_table_view(stats: dict):
@@ -61,15 +114,14 @@ def ngram_table_view(stats: dict):
     return table
 
 
-def zipf_plot(tokens: list[str], path: Path, level: str) -> None:
+def zipf_plot(frequencies: dict[int, np.ndarray], path: Path, level: str) -> None:
     """log rank vs log frequency for unigrams, bigrams and trigrams (Zipf's law)."""
     from seqtool.core.report import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for n in (1, 2, 3):
-        freqs = sorted(ngram_counts(tokens, n).values(), reverse=True)
-        ax.plot(range(1, len(freqs) + 1), freqs, label=f"{n}-grams")
+    for n, freqs in frequencies.items():
+        ax.plot(np.arange(1, len(freqs) + 1), freqs, label=f"{n}-grams")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("rank")

@@ -12,12 +12,23 @@ LEVELS = ("char", "word")
 UNK, PAD, BOS, EOS = "<unk>", "<pad>", "<bos>", "<eos>"
 
 _NOT_LETTERS = re.compile(r"[^A-Za-z]+")
+_NOT_LETTERS_OR_NEWLINE = re.compile(r"[^A-Za-z\n]+")
+_SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
 
 
-def normalize(text: str, clean: str = "letters") -> str:
+def unify_newlines(text: str) -> str:
+    """Windows (\\r\\n) and old Mac (\\r) line ends read as \\n, so mixed files tokenise alike."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def normalize(text: str, clean: str = "letters", keep_lines: bool = False) -> str:
     """letters: the classic Time Machine recipe (letters only, lowercase, other runs -> one space);
-    lower: lowercase only; none: the raw text."""
+    lower: lowercase only; none: the raw text. Line ends are unified first; keep_lines (word level,
+    where a line end is the <eos> token) keeps them through the letters recipe, line by line."""
+    text = unify_newlines(text)
     if clean == "letters":
+        if keep_lines:
+            return _SPACE_AROUND_NEWLINE.sub("\n", _NOT_LETTERS_OR_NEWLINE.sub(" ", text)).lower().strip(" ")
         return _NOT_LETTERS.sub(" ", text).lower().strip()
     if clean == "lower":
         return text.lower()
@@ -26,16 +37,31 @@ def normalize(text: str, clean: str = "letters") -> str:
     raise ValueError(f"unknown clean mode {clean!r}; choose one of {', '.join(CLEANS)}")
 
 
-def tokenize(text: str, level: str = "char") -> list[str]:
+def tokenize(text: str, level: str = "char", eos: bool = True) -> list[str]:
+    """char: every character. word: whitespace-separated words, and (eos) <eos> at the end of every
+    line, empty lines included: the word-benchmark convention (a final line end adds no empty line)."""
     if level == "char":
         return list(text)
     if level == "word":
-        return text.split()
+        if not eos:
+            return text.split()
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the text ended with a line end
+        return [w for line in lines for w in (*line.split(), EOS)]
     raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
 
 
+def text_tokens(text: str, level: str, clean: str) -> list[str]:
+    """A corpus's tokens: normalised as `clean` says, then tokenised at `level`."""
+    return tokenize(normalize(text, clean, keep_lines=level == "word"), level)
+
+
 def detokenize(tokens: Iterable[str], level: str) -> str:
-    return ("" if level == "char" else " ").join(tokens)
+    """Tokens back to text; a word-level <eos> is the line end it stands for."""
+    if level == "char":
+        return "".join(tokens)
+    return " ".join(tokens).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n").replace(EOS, "\n")
 
 
 @dataclass

@@ -104,7 +104,7 @@ def lm_grad_flow(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Te
     """
     with torch.no_grad():
         if model.embedding is None:
-            x = torch.nn.functional.one_hot(tokens, model.vocab_size).to(model.head.weight.dtype)
+            x = torch.nn.functional.one_hot(tokens, model.vocab_size).to(model.out_dtype)
         else:
             x = model.embedding(tokens)
     last_target = targets[-1]
@@ -112,7 +112,7 @@ def lm_grad_flow(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Te
     model.eval()
     try:
         return grad_flow(
-            model.rnn, x, loss_fn=lambda y: torch.nn.functional.cross_entropy(model.head(y), last_target, reduction="none")
+            model.rnn, x, loss_fn=lambda y: model.output_nll(y, last_target)
         )
     finally:
         model.train(was_training)

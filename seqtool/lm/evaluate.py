@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
-from seqtool.data.corpora import read_text
 from seqtool.core.errors import SeqtoolError
 from seqtool.core.restore import restore
 from seqtool.lm.task import EVAL_STREAMS, perplexity_report, token_surprisals
-from seqtool.data.text import normalize, tokenize
+from seqtool.data.dataset import encode_text
 
 
 def text_ids(r, data: str | None):
@@ -21,13 +21,14 @@ def text_ids(r, data: str | None):
         full = task.from_spec(spec)  # re-reads the corpus and splits it as training did
         if full.vocab.to_list() != task.vocab.to_list():
             raise SeqtoolError(f"the corpus {spec.data.corpus} changed since training (its vocabulary differs)")
-        ids, source = full.test_ids, f"{spec.data.corpus} (test split: the last {spec.data.val_fraction / 2:.0%})"
+        layout = Path(spec.data.corpus).is_dir()
+        ids = full.test_ids
+        source = str(Path(spec.data.corpus) / "test.txt") if layout else \
+            f"{spec.data.corpus} (test split: the last {spec.data.val_fraction / 2:.0%})"
     else:
-        import torch
-
-        text = read_text(data, spec.data.encoding, spec.data.encoding_errors)
-        tokens = tokenize(normalize(text, task.clean), task.level)
-        ids = torch.tensor(task.vocab.encode(tokens), dtype=torch.long)
+        if data != "-" and Path(data).is_dir():
+            data = str(Path(data) / "test.txt")  # a corpus directory: its test part
+        ids = encode_text(data, task.vocab, task.level, task.clean, spec.data.encoding, spec.data.encoding_errors)
         source = "standard input" if data == "-" else data
     return ids, source
 
@@ -39,7 +40,7 @@ def evaluate_lm(checkpoint: str | None, data: str | None, device: str = "auto", 
     ids, source = text_ids(r, data)
     surprisal = token_surprisals(r.model, ids, r.device, streams=EVAL_STREAMS)
     result = {"checkpoint": str(r.path), "source": source, **perplexity_report(surprisal)}
-    result["unk_tokens"] = int((ids == task.vocab.unk).sum())
+    result["unk_tokens"] = int((ids[1:] == task.vocab.unk).sum())  # of the scored tokens (the first is only read)
     rows = []
     if per_token:
         tokens = task.vocab.decode(ids.tolist())

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seqtool.data.batching import make_batches, num_batches
 from seqtool.data.dataset import PreparedText, load_corpus
 from seqtool.core.errors import SeqtoolError, UsageError
-from seqtool.nn.lm import RNNLM
+from seqtool.nn.lm import RNNLM, adaptive_cutoffs
 from seqtool.core.task import Task
 from seqtool.data.text import Vocab
 
@@ -34,25 +34,24 @@ def token_surprisals(model: nn.Module, ids: torch.Tensor, device: torch.device, 
     """
     was_training = model.training
     model.eval()
-    ids = ids.to(device)
     n_pred = ids.numel() - 1
     streams = max(1, min(streams, n_pred // 64))  # parts of at least 64 predictions
     bounds = [round(i * n_pred / streams) for i in range(streams + 1)]
     begins = [bounds[0]] + [max(0, b - warmup) for b in bounds[1:-1]]
     length = max(bounds[i + 1] - begins[i] for i in range(streams))
-    x = torch.zeros(length, streams, dtype=torch.long, device=device)  # right-padded: padding never feeds a real step
-    y = torch.zeros_like(x)
-    for i in range(streams):
-        n = bounds[i + 1] - begins[i]
-        x[:n, i] = ids[begins[i] : bounds[i + 1]]
-        y[:n, i] = ids[begins[i] + 1 : bounds[i + 1] + 1]
     scores, state = [], None
-    for start in range(0, length, chunk):
-        logits, state = model(x[start : start + chunk], state)
-        scores.append(F.cross_entropy(logits.flatten(0, 1), y[start : start + chunk].flatten(), reduction="none").view(-1, streams))
+    for start in range(0, length, chunk):  # a chunk's inputs are gathered when it is read: a long text is never copied whole
+        steps = min(chunk, length - start)
+        x = torch.zeros(steps + 1, streams, dtype=torch.long)  # right-padded: padding never feeds a real step
+        for i in range(streams):
+            piece = ids[begins[i] + start : min(bounds[i + 1] + 1, begins[i] + start + steps + 1)]
+            x[: piece.numel(), i] = piece
+        x = x.to(device)
+        nll, state = model(x[:-1], state, x[1:])
+        scores.append(nll.cpu())
     model.train(was_training)
     if not scores:
-        return torch.zeros(0, device=device)
+        return torch.zeros(0)
     table = torch.cat(scores)
     return torch.cat([table[bounds[i] - begins[i] : bounds[i + 1] - begins[i], i] for i in range(streams)])
 
@@ -89,7 +88,10 @@ class LanguageModelTask(Task):
         self.level, self.clean = spec.data.level, spec.data.clean
         self.train_ids = self.val_ids = self.test_ids = None
         if data is not None:
-            self.train_ids, self.val_ids, self.test_ids = split_tail(data.ids, spec.data.val_fraction)
+            if data.splits:  # a train/valid/test layout: its parts, not the tail
+                self.train_ids, self.val_ids, self.test_ids = (data.part(name) for name in ("train", "valid", "test"))
+            else:
+                self.train_ids, self.val_ids, self.test_ids = split_tail(data.ids, spec.data.val_fraction)
             self._check_sizes()
 
     @staticmethod
@@ -100,6 +102,8 @@ class LanguageModelTask(Task):
             raise UsageError("--bidirectional cannot be used for a language model: it would see the next token it must predict")
         if spec.model.tie_weights and spec.model.embed != spec.model.hidden:
             raise UsageError(f"--tie-weights needs --embed equal to --hidden (got {spec.model.embed} and {spec.model.hidden})")
+        if spec.train.unk_rate and spec.train.truncation != "fixed":
+            raise UsageError(f"--unk-rate needs --truncation fixed (got {spec.train.truncation})")
         if spec.data.val_fraction <= 0:
             raise UsageError("a language model needs a held-out split: --val-fraction must be > 0")
 
@@ -113,7 +117,9 @@ class LanguageModelTask(Task):
             )
         for name, ids in (("validation", self.val_ids), ("test", self.test_ids)):
             if ids.numel() < 2:
-                raise SeqtoolError(f"the held-out {name} split has {ids.numel()} token(s); raise --val-fraction or use a longer corpus")
+                fix = "give it at least 2 tokens" if self.spec.data.corpus and Path(self.spec.data.corpus).is_dir() else \
+                    "raise --val-fraction or use a longer corpus"
+                raise SeqtoolError(f"the held-out {name} split has {ids.numel()} token(s); {fix}")
 
     @classmethod
     def from_spec(cls, spec) -> "LanguageModelTask":
@@ -134,9 +140,19 @@ class LanguageModelTask(Task):
 
     def build_model(self) -> nn.Module:
         m = self.spec.model
-        model = RNNLM(len(self.vocab), m.embed, m.hidden, m.layers, m.cell, m.dropout, m.tie_weights, m.impl)
+        model = RNNLM(len(self.vocab), m.embed, m.hidden, m.layers, m.cell, m.dropout, m.tie_weights, m.impl, self.cutoffs())
         model.rnn.reset_parameters(orthogonal=m.init == "orthogonal", forget_bias=m.forget_bias if m.cell == "lstm" else None)
         return model
+
+    def cutoffs(self) -> list[int] | None:
+        """The adaptive softmax's cluster boundaries (by the training counts), None for the full softmax."""
+        if self.spec.model.softmax != "adaptive":
+            return None
+        cutoffs = adaptive_cutoffs(self.counts)
+        if not cutoffs:
+            raise UsageError(f"--softmax adaptive needs a vocabulary it can split by frequency; this one has {len(self.vocab)} "
+                             "tokens: use --softmax full")
+        return cutoffs
 
     def batches_per_epoch(self) -> int:
         d = self.spec.data
@@ -149,11 +165,25 @@ class LanguageModelTask(Task):
         whole stream as one sequence: one update per epoch, cut by the strategy inside it."""
         d, batch = self.spec.data, self.spec.train.batch
         if self.spec.train.truncation == "fixed":
-            return make_batches(self.train_ids, batch, d.steps, d.sampling, generator)
+            batches = make_batches(self.train_ids, batch, d.steps, d.sampling, generator)
+            return self._unk_noised(batches, generator) if self.spec.train.unk_rate else batches
         self._cuts = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
         usable = ((self.train_ids.numel() - 1) // batch) * batch
-        rows = self.train_ids[: usable + 1]
+        rows = self.train_ids[: usable + 1].long()
         return iter([(rows[:-1].view(batch, -1).t(), rows[1:].view(batch, -1).t())])
+
+    def _unk_noised(self, batches: Iterator, generator: torch.Generator) -> Iterator:
+        """Each occurrence of a word seen once in training reads as <unk> with probability
+        --unk-rate, in the inputs and the targets alike (an input is the target one step before):
+        the model learns how likely an unseen word is, as Good-Turing estimates it from the words
+        seen once, so a held-out word outside the vocabulary is not a near-impossible event."""
+        rare, rate = torch.tensor([c == 1 for c in self.counts]), self.spec.train.unk_rate
+        sequential, carry = self.spec.data.sampling == "sequential", None
+        for x, y in batches:
+            hit = rare[y] & (torch.rand(y.shape, generator=generator) < rate)
+            first = carry if sequential and carry is not None else rare[x[:1]] & (torch.rand(x[:1].shape, generator=generator) < rate)
+            carry = hit[-1:]
+            yield x.masked_fill(torch.cat([first, hit[:-1]]), self.vocab.unk), y.masked_fill(hit, self.vocab.unk)
 
     def train_backward(self, model, batch, state, device, backward):
         strategy = self.spec.train.truncation
@@ -164,8 +194,8 @@ class LanguageModelTask(Task):
         x, y = (t.to(device, non_blocking=True) for t in batch)
 
         def run_chunk(start, stop, h):
-            logits, h = model(x[start:stop], h)
-            return F.cross_entropy(logits.flatten(0, 1), y[start:stop].flatten(), reduction="sum") / y.shape[1], h
+            nll, h = model(x[start:stop], h, y[start:stop])
+            return nll.sum() / y.shape[1], h
 
         result = truncated_backward(run_chunk, x.shape[0], None, strategy, self.spec.data.steps, self._cuts, backward=backward)
         return result.loss, y.numel(), None
@@ -175,9 +205,8 @@ class LanguageModelTask(Task):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if self.spec.data.sampling == "random":
             state = None  # random windows do not continue each other
-        logits, state = model(x, state)
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
-        return loss, y.numel(), state
+        nll, state = model(x, state, y)
+        return nll.mean(), y.numel(), state
 
     def evaluate(self, model, device) -> dict[str, float]:
         report = perplexity_report(token_surprisals(model, self.val_ids, device, streams=EVAL_STREAMS))
@@ -185,17 +214,20 @@ class LanguageModelTask(Task):
 
     def test(self, model, device) -> dict[str, float]:
         report = perplexity_report(token_surprisals(model, self.test_ids, device, streams=EVAL_STREAMS))
-        return {"test_loss": report["cross_entropy_nats"], "test_ppl": report["perplexity"], "test_tokens": report["tokens"]}
+        return {"test_loss": report["cross_entropy_nats"], "test_ppl": report["perplexity"], "test_tokens": report["tokens"],
+                "test_unk_tokens": int((self.test_ids[1:] == self.vocab.unk).sum())}
 
     # ---- generation --------------------------------------------------------------------------
     def encode_prefix(self, prefix: str) -> tuple[list[int], list[str]]:
         """Normalise a prefix like the training text; returns its ids and any unknown tokens."""
-        from seqtool.data.text import normalize, tokenize
+        from seqtool.data.text import EOS, normalize, tokenize
 
-        text = normalize(prefix, self.clean)
+        text = normalize(prefix, self.clean, keep_lines=self.level == "word")
         if self.clean == "letters" and prefix[-1:].isspace() and text:
             text += " "  # keep a trailing space: "time " continues with a new word
         tokens = tokenize(text, self.level)
+        if self.level == "word" and tokens[-1:] == [EOS] and not prefix.endswith(("\n", "\r")):
+            tokens.pop()  # the prefix's last line goes on: no line end yet
         unknown = sorted({t for t in tokens if t not in self.vocab})
         return self.vocab.encode(tokens), unknown
 
