@@ -8,7 +8,7 @@ SEQTOOL := $(VENV)/bin/seqtool
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 BUILD := build
 
-.PHONY: venv demo test bench stress lm forecast m4 translate clean help
+.PHONY: bench-word venv demo test bench stress lm forecast m4 translate clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -86,6 +86,13 @@ bench: $(STAMP)
 	$(PY) bench/bench_stack.py
 	$(PY) bench/bench_translate.py
 	$(PY) bench/bench_speed.py
+	$(PY) bench/bench_scale.py
+	$(PY) bench/bench_lm.py word
+
+# the word-level and large-corpus benchmarks alone (about 90 minutes: 600 s rounds)
+bench-word: $(STAMP)
+	$(PY) bench/bench_scale.py
+	$(PY) bench/bench_lm.py word
 
 stress: $(STAMP)
 	$(PY) bench/stress.py

@@ -1,6 +1,14 @@
 """Language-model benchmark: the plain PyTorch loop against seqtool's classic spec (the same recipe),
 and seqtool's default spec's held-out perplexity at its 2-minute budget.
 
+`python bench/bench_lm.py word` is the word-level mode, on War and Peace in the benchmark layout
+(DIR/{train,valid,test}.txt, copied from the mirror): the plain loop of the classic small recipe
+(bench/plain_word_lm.py) against seqtool's specs/word-lstm.yaml at equal time (BENCH_SECONDS,
+default 600) and threads (BENCH_THREADS, default 1), BENCH_ROUNDS alternated rounds: tokens/s,
+validation and test perplexity (seqtool's from `seqtool eval RUN DIR/test.txt --json`), peak RSS,
+minor page faults and system time. Then the same recipe on both sides (specs/word-lstm-classic.yaml
+against the plain loop, BENCH_SPEED_SECONDS, default 120): the speed and memory comparison.
+
 Contenders run in alternated rounds (plain, classic, plain, classic, ...: BENCH_ROUNDS each, at
 least 3), each in its own process with the same thread count (BENCH_THREADS, default 1) and time
 budget (BENCH_SECONDS, default 30). The table gives medians with min-max; the speed ratio is the
@@ -41,6 +49,75 @@ def run_spec(spec: str, budget: float, threads: int, run_dir: Path) -> dict:
             "peak_rss_mb": report["peak_memory_mb"], "run_dir": run_dir}
 
 
+def measured(cmd: list[str]) -> tuple[dict, str]:
+    """-> (the process's own peak RSS MiB, minor faults, system seconds; its stdout)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{' '.join(map(str, cmd))} failed: {err.read().decode()[-2000:]}")
+        return {"peak_rss_mb": usage.ru_maxrss / 1024, "minor_faults": usage.ru_minflt, "system_s": usage.ru_stime}, out.read().decode()
+
+
+def word_layout(root: Path) -> Path:
+    mirror = Path(os.environ.get("SEQTOOL_MIRROR", ROOT.parent / "shared" / "corpora"))
+    root.mkdir(parents=True, exist_ok=True)
+    for part in ("train", "valid", "test"):
+        (root / f"{part}.txt").write_bytes((mirror / f"warandpeace.{part}.txt").read_bytes())
+    return root
+
+
+def run_plain_word(layout: Path, budget: float, threads: int) -> dict:
+    usage, out = measured([PY, str(ROOT / "bench" / "plain_word_lm.py"), str(layout), str(budget), str(threads)])
+    return {**json.loads(out.strip().splitlines()[-1]), **usage}
+
+
+def run_word_spec(spec: str, layout: Path, budget: float, threads: int, run_dir: Path) -> dict:
+    usage, _ = measured([*SEQTOOL, "train", str(layout), "--spec", str(ROOT / "specs" / spec), "--max-seconds", str(budget),
+                         "--threads", str(threads), "--out", str(run_dir), "--overwrite", "--quiet"])
+    report = json.loads((run_dir / "report.json").read_text())
+    scored = subprocess.run([*SEQTOOL, "eval", str(run_dir), str(layout / "test.txt"), "--json", "--device", "cpu"],
+                            check=True, capture_output=True, text=True)
+    return {"tokens_per_s": report["tokens_per_s"], "val_ppl": report["best"]["val_ppl"], "test_ppl": json.loads(scored.stdout)["perplexity"],
+            "epochs": report["epochs"], **usage}
+
+
+def word_table(title: str, results: dict) -> None:
+    print(f"\n{title}")
+    print(f"{'contender':<36}{'tokens/s':>22}{'val ppl':>22}{'test ppl':>22}{'peak RSS MiB':>20}{'minor faults':>30}{'system s':>18}")
+    for name, rows in results.items():
+        print(f"{name:<36}{spread(column(rows, 'tokens_per_s')):>22}{spread(column(rows, 'val_ppl'), '.1f'):>22}"
+              f"{spread(column(rows, 'test_ppl'), '.1f'):>22}{spread(column(rows, 'peak_rss_mb')):>20}"
+              f"{spread(column(rows, 'minor_faults')):>30}{spread(column(rows, 'system_s'), '.1f'):>18}")
+
+
+def word_main() -> None:
+    budget, threads = float(os.environ.get("BENCH_SECONDS", 600)), int(os.environ.get("BENCH_THREADS", 1))
+    speed_budget, rounds = float(os.environ.get("BENCH_SPEED_SECONDS", 120)), int(os.environ.get("BENCH_ROUNDS", 3))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        layout = word_layout(work / "warandpeace")
+        recipe = alternate({"plain loop (classic small recipe)": lambda: run_plain_word(layout, budget, threads),
+                            "seqtool specs/word-lstm.yaml": lambda: run_word_spec("word-lstm.yaml", layout, budget, threads, work / "recipe")},
+                           rounds)
+        same = alternate({"plain loop (classic small recipe)": lambda: run_plain_word(layout, speed_budget, threads),
+                          "seqtool word-lstm-classic.yaml": lambda: run_word_spec("word-lstm-classic.yaml", layout, speed_budget, threads,
+                                                                                  work / "classic")}, rounds)
+    names = list(recipe)
+    word_table(f"Word-level LM on War and Peace (DIR/train,valid,test.txt): {rounds} alternated rounds of {budget:.0f} s, "
+               f"{threads} thread(s); median (min-max)", recipe)
+    print(f"test perplexity, seqtool / plain loop, median of per-round ratios: "
+          f"{spread(ratio(column(recipe[names[1]], 'test_ppl'), column(recipe[names[0]], 'test_ppl')), '.3f')}")
+    word_table(f"The same recipe on both sides (2x200 LSTM, full softmax, SGD lr 1, clip 5, batch 20 x 35): {rounds} alternated "
+               f"rounds of {speed_budget:.0f} s, {threads} thread(s); median (min-max)", same)
+    names = list(same)
+    print(f"seqtool / plain loop, medians of per-round ratios: tokens/s "
+          f"{spread(ratio(column(same[names[1]], 'tokens_per_s'), column(same[names[0]], 'tokens_per_s')), '.2f')} (target >= 1.0), "
+          f"peak RSS {spread(ratio(column(same[names[1]], 'peak_rss_mb'), column(same[names[0]], 'peak_rss_mb')), '.2f')} (target <= 1.2)")
+
+
 def sample_speed(run_dir: Path, length: int = 10000) -> float:
     t0 = time.perf_counter()
     subprocess.run([*SEQTOOL, "sample", "--checkpoint", str(run_dir), "--length", str(length), "--seed", "0"],
@@ -78,4 +155,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    word_main() if sys.argv[1:] == ["word"] else main()

@@ -255,3 +255,36 @@ def test_unk_rate_replaces_only_words_seen_once_and_keeps_inputs_consistent_with
 def test_unk_rate_needs_fixed_truncation(cli, tiny_text):
     line = one_error_line(cli("train", tiny_text, *TINY, "--unk-rate", "0.5", "--truncation", "full"), 2)
     assert "--unk-rate needs --truncation fixed (got full)" in line
+
+
+@pytest.mark.skipif(not (SHARED / "warandpeace.train.txt").is_file(), reason="needs ../shared/corpora")
+def test_the_word_recipe_trains_on_war_and_peace_and_eval_reproduces_its_test_score(cli, tmp_path):
+    root = tmp_path / "wp"
+    root.mkdir()
+    for name in LAYOUT:
+        (root / f"{name}.txt").symlink_to(SHARED / f"warandpeace.{name}.txt")
+    result = cli("train", root, "--spec", ROOT / "specs" / "word-lstm.yaml", "--max-tokens", "14000", "--max-seconds", "0",
+                 "--threads", "2", "--out", tmp_path / "run", "--quiet")
+    assert result.code == 0, result.err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    test_file = (SHARED / "warandpeace.test.txt").read_text(encoding="utf-8")
+    assert report["test"]["test_tokens"] == len(test_file.split()) + test_file.count("\n") + (not test_file.endswith("\n")) - 1
+    assert report["test"]["test_unk_tokens"] > 0
+    scored = json.loads(cli("eval", tmp_path / "run", root / "test.txt", "--json").out)
+    assert math.isclose(scored["perplexity"], report["test"]["test_ppl"], rel_tol=1e-5) and scored["perplexity"] < 34625  # < uniform
+
+
+
+@pytest.mark.parametrize("vocab", [7, 300])  # dense tables, and sparse ones (300^3 codes)
+def test_ngram_counts_over_blocks_equal_counting_the_whole_sequence(vocab):
+    from collections import Counter
+
+    from seqtool.data.stats import ngram_frequencies, ngram_of
+
+    ids = np.random.RandomState(0).randint(0, vocab, size=1000).astype(np.uint16)
+    tables = ngram_frequencies((ids[i : i + 37] for i in range(0, 1000, 37)), (1, 2, 3), vocab)
+    for n in (1, 2, 3):
+        expected = Counter(tuple(ids[i : i + n].tolist()) for i in range(1000 - n + 1))
+        codes, counts = tables[n]
+        assert {tuple(ngram_of(int(c), n, vocab)): int(k) for c, k in zip(codes, counts)} == expected
+        assert list(counts) == sorted(counts, reverse=True)

@@ -10,6 +10,7 @@ import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -17,8 +18,8 @@ import numpy as np
 
 from seqtool.data.corpora import check_regular_file, read_bytes, decode_text, resolve_corpus
 from seqtool.core.errors import SeqtoolError
-from seqtool.data.store import (StoreWriter, TextSource, build_vocab, count_tokens, encode_chunks, id_dtype, is_store, max_id,
-                                open_store, text_source)
+from seqtool.data.store import (StoreWriter, TextSource, build_vocab, count_tokens, encode_chunks, id_dtype, is_store,
+                                max_id_in_file, open_store, read_blocks, text_source)
 from seqtool.data.text import EOS, UNK, Vocab
 
 DATASET_FORMAT = "seqtool-dataset"
@@ -32,9 +33,19 @@ class PreparedText:
     clean: str
     counts: list[int]  # frequency of each vocabulary entry in the (training) text: unigram sampling, stats, softmax clusters
     splits: dict[str, list[int]] | None = None  # a train/valid/test layout: name -> [start, stop) in ids
+    path: Path | None = None  # the token store the ids map, if any
 
     def tokens(self) -> list[str]:
         return self.vocab.decode(self.ids.tolist())
+
+    def blocks(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Ids [start, stop) as numpy blocks; a store is read, not mapped (see read_blocks)."""
+        stop = self.ids.numel() if stop is None else stop
+        if self.path is not None:
+            yield from read_blocks(self.path, self.ids.numpy().dtype, start, stop)
+            return
+        for begin in range(start, stop, 1 << 24):
+            yield self.ids[begin : min(stop, begin + (1 << 24))].numpy()
 
     def part(self, name: str) -> torch.Tensor:
         start, stop = self.splits[name]
@@ -111,9 +122,10 @@ def open_prepared(path: Path, name: str) -> PreparedText:
         vocab = Vocab(list(footer["vocab"]))
         splits = footer.get("splits")
         data = PreparedText(vocab, ids, str(footer["level"]), str(footer["clean"]), [int(c) for c in footer["counts"]],
-                            {str(k): [int(a), int(b)] for k, a, b in ((k, *v) for k, v in splits.items())} if splits else None)
+                            {str(k): [int(a), int(b)] for k, a, b in ((k, *v) for k, v in splits.items())} if splits else None,
+                            path=Path(path))
         ok = (footer.get("format") == DATASET_FORMAT and ids.numel() >= 2 and len(data.counts) == len(vocab)
-              and np.dtype(footer["dtype"]) == id_dtype(len(vocab)) and max_id(ids) < len(vocab)
+              and np.dtype(footer["dtype"]) == id_dtype(len(vocab)) and max_id_in_file(path, np.dtype(footer["dtype"]), ids.numel()) < len(vocab)
               and all(0 <= a < b <= ids.numel() for a, b in (data.splits or {}).values()))
     except (KeyError, TypeError, ValueError, AttributeError):
         ok = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -40,11 +41,11 @@ def corpus_stats(corpus: str, level: str, clean: str, min_freq: int = 0, reserve
     extra = parse_reserved(reserved)
     data = load_corpus(corpus, level, clean, min_freq, encoding, encoding_errors, reserved=extra, out=Path(out) if out else None)
     ids, level = data.ids, data.level
-    tables = ngram_frequencies(ids, tuple(n for _, n in NGRAMS), len(data.vocab)) if top or plot else {}
+    tables = ngram_frequencies(data.blocks(), tuple(n for _, n in NGRAMS), len(data.vocab)) if top or plot else {}
     stats = {"corpus": corpus, "level": level, "clean": data.clean, "tokens": int(ids.numel()), "types": len(data.vocab),
              "unk_tokens": data.counts[0]}
     if data.splits:
-        stats["splits"] = {name: {"tokens": stop - start, "unk_tokens": int((ids[start:stop] == 0).sum())}
+        stats["splits"] = {name: {"tokens": stop - start, "unk_tokens": sum(int((b == 0).sum()) for b in data.blocks(start, stop))}
                            for name, (start, stop) in data.splits.items()}
     for key, n in NGRAMS:
         codes, counts = tables[n] if tables else (np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -58,27 +59,30 @@ def corpus_stats(corpus: str, level: str, clean: str, min_freq: int = 0, reserve
     return stats
 
 
-def ngram_frequencies(ids: torch.Tensor, orders: tuple[int, ...], vocab_size: int, block: int = 1 << 23) -> dict:
+def ngram_frequencies(blocks: Iterable[np.ndarray], orders: tuple[int, ...], vocab_size: int) -> dict:
     """n -> (codes, counts) for every n-gram of the ids that occurs, the code of (t_1..t_n) being
-    sum t_k V^(n-k), most frequent first (ties: the smaller code). Counted a block at a time: a
-    corpus is never copied whole; a table is dense (a count per possible code) when that is small."""
+    sum t_k V^(n-k), most frequent first (ties: the smaller code). Counted over consecutive blocks
+    of the ids (the last n-1 ids of one carried into the next): a corpus is never held whole; a
+    table is dense (a count per possible code) when that is small."""
     top = max(orders)
     dense = {n: vocab_size ** n <= 1 << 24 for n in orders}
     totals = {n: np.zeros(vocab_size ** n, dtype=np.int64) if dense[n] else Counter() for n in orders}
-    for start in range(0, ids.numel(), block):
-        window = ids[start : start + block + top - 1].numpy().astype(np.int64)
+    carry = np.zeros(0, dtype=np.int64)
+    for block in blocks:
+        window = np.concatenate([carry, block.astype(np.int64)])
         codes = window
         for n in range(1, top + 1):
             if n > 1:
                 codes = codes[:-1] * vocab_size + window[n - 1 :]
             if n not in orders:
                 continue
-            mine = codes[: min(block, codes.size)]  # n-grams that start in this block
+            mine = codes[max(0, carry.size - n + 1) :]  # n-grams not counted with the previous block
             if dense[n]:
                 totals[n] += np.bincount(mine, minlength=totals[n].size)
             else:
                 values, counts = np.unique(mine, return_counts=True)
                 totals[n].update(dict(zip(values.tolist(), counts.tolist())))
+        carry = window[-(top - 1) :] if top > 1 else carry
     out = {}
     for n, total in totals.items():
         if dense[n]:

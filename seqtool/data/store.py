@@ -289,6 +289,21 @@ def open_store(path: Path) -> tuple[dict, torch.Tensor]:
         return footer, torch.from_numpy(ids)
 
 
-def max_id(ids: torch.Tensor) -> int:
-    """The largest id (through numpy: torch has no max for uint32, and this reads a map in place)."""
-    return int(ids.numpy().max()) if ids.numel() else -1
+def read_blocks(path: Path, dtype: np.dtype, start: int, stop: int, block: int = 1 << 24) -> Iterator[np.ndarray]:
+    """Ids [start, stop) of a store file, block by block through read() into one buffer: a pass over
+    a store never maps it, so it leaves nothing of the file in this process's resident memory
+    (the buffer is reused: a block is valid until the next one is read)."""
+    buffer = np.empty(min(block, max(stop - start, 0)), dtype=dtype)
+    with open(path, "rb", buffering=0) as fh:
+        fh.seek(start * dtype.itemsize)
+        while start < stop:
+            view = buffer[: min(block, stop - start)]
+            if fh.readinto(memoryview(view).cast("B")) != view.nbytes:
+                raise SeqtoolError(f"{path} is a damaged seqtool token store (shorter than its footer says)")
+            yield view
+            start += view.size
+
+
+def max_id_in_file(path: Path, dtype: np.dtype, count: int) -> int:
+    """The largest of the first `count` ids of a store file (read, not mapped)."""
+    return max((int(view.max()) for view in read_blocks(path, dtype, 0, count)), default=-1)

@@ -1,0 +1,105 @@
+"""Corpora beyond memory: `seqtool preprocess` into a token store, and training on the store.
+
+Builds a 200 MB and a 1 GB character corpus (BENCH_SIZES_MB, default "200,1000") by repeating the
+shared Time Machine and War and Peace texts (what is measured is throughput and memory, which the
+repetition does not flatter: every byte is still decoded, counted and encoded), then runs the real
+commands in their own processes, sizes alternated (200 MB, 1 GB, 200 MB, 1 GB, ...: BENCH_ROUNDS,
+at least 3):
+
+- `seqtool preprocess CORPUS --level char --clean none --out STORE --json` (with its n-gram tables),
+  and the same with `--top 0` (no n-gram tables): MB/s of corpus, peak RSS, store bytes per character;
+- `seqtool train STORE` (a GRU, BENCH_TRAIN_SECONDS, default 60 s, 2 threads, 0.1% held out): peak RSS.
+
+Peak RSS is the process's own (wait4's ru_maxrss). Medians (min-max) over the rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.rounds import alternate, spread  # noqa: E402
+
+PY = sys.executable
+SEQTOOL = [PY, "-m", "seqtool"]
+MIRROR = Path(os.environ.get("SEQTOOL_MIRROR", ROOT.parent / "shared" / "corpora"))
+
+
+def build_corpus(path: Path, size: int) -> None:
+    text = ((MIRROR / "timemachine.txt").read_text(encoding="utf-8") + (MIRROR / "warandpeace.train.txt").read_text(encoding="utf-8")).encode()
+    with open(path, "wb") as fh:
+        written = 0
+        while written < size:
+            piece = text[: size - written]
+            fh.write(piece)
+            written += len(piece)
+
+
+def measured(cmd: list[str]) -> tuple[float, float, str]:
+    """-> (wall seconds, peak RSS MiB, stdout) of a command in its own process."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{' '.join(map(str, cmd))} failed: {err.read().decode()[-2000:]}")
+        return seconds, usage.ru_maxrss / 1024, out.read().decode()
+
+
+def preprocess(corpus: Path, store: Path, extra: list[str]) -> dict:
+    seconds, rss, out = measured([*SEQTOOL, "preprocess", str(corpus), "--level", "char", "--clean", "none", "--out", str(store),
+                                  "--json", *extra])
+    stats = json.loads(out)
+    size = corpus.stat().st_size
+    return {"mb_per_s": size / 1e6 / seconds, "rss_mb": rss, "bytes_per_char": store.stat().st_size / stats["tokens"],
+            "store_mb": store.stat().st_size / 1e6, "seconds": seconds}
+
+
+def train(store: Path, run: Path, seconds: float) -> dict:
+    wall, rss, _ = measured([*SEQTOOL, "train", str(store), "--cell", "gru", "--hidden", "256", "--embed", "32", "--batch", "64",
+                             "--steps", "64", "--val-fraction", "0.001", "--max-seconds", str(seconds), "--threads", "2",
+                             "--out", str(run), "--overwrite", "--quiet"])
+    report = json.loads((run / "report.json").read_text())
+    return {"rss_mb": rss, "tokens_per_s": report["tokens_per_s"], "wall_s": wall}
+
+
+def main() -> None:
+    sizes = [int(s) for s in os.environ.get("BENCH_SIZES_MB", "200,1000").split(",")]
+    rounds = int(os.environ.get("BENCH_ROUNDS", 3))
+    train_seconds = float(os.environ.get("BENCH_TRAIN_SECONDS", 60))
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        work = Path(tmp)
+        for mb in sizes:
+            build_corpus(work / f"c{mb}.txt", mb * 1_000_000)
+        contenders = {}
+        for mb in sizes:
+            corpus, store = work / f"c{mb}.txt", work / f"c{mb}.tokens"
+            contenders[f"preprocess {mb} MB"] = lambda c=corpus, s=store: preprocess(c, s, [])
+            contenders[f"preprocess {mb} MB --top 0"] = lambda c=corpus, s=store: preprocess(c, s, ["--top", "0"])
+        results = alternate(contenders, rounds)
+        training = alternate({f"train on the {mb} MB store": (lambda s=work / f"c{mb}.tokens", mb=mb: train(s, work / f"run{mb}", train_seconds))
+                              for mb in sizes}, rounds)
+    print(f"\nToken stores: {rounds} alternated rounds; median (min-max); peak RSS of the command's process")
+    print(f"{'command':<34}{'MB/s':>22}{'peak RSS MiB':>24}{'store bytes/char':>22}")
+    for name, rows in results.items():
+        print(f"{name:<34}{spread([r['mb_per_s'] for r in rows], ',.1f'):>22}{spread([r['rss_mb'] for r in rows]):>24}"
+              f"{spread([r['bytes_per_char'] for r in rows], '.3f'):>22}")
+    print(f"\n{'training (GRU 256, 2 threads, ' + str(int(train_seconds)) + ' s)':<34}{'tokens/s':>22}{'peak RSS MiB':>24}")
+    for name, rows in training.items():
+        print(f"{name:<34}{spread([r['tokens_per_s'] for r in rows]):>22}{spread([r['rss_mb'] for r in rows]):>24}")
+    print("targets: preprocess >= 20 MB/s on 200 MB (goal 50), >= 50 MB/s on 1 GB; peak RSS < 1 GB; store <= 1.1 bytes/char; "
+          "training < 1.5 GB")
+
+
+if __name__ == "__main__":
+    main()
