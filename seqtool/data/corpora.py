@@ -171,7 +171,7 @@ def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "
         raise UsageError(f"--encoding-errors: {errors!r} is not one of strict, replace, ignore")
     if not data:
         raise SeqtoolError(f"{name} is empty")
-    encoding = _encoding_of_bom(data, encoding)
+    encoding = encoding_of_bom(data, encoding)
     try:
         wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))  # NUL bytes are normal there
     except (LookupError, TypeError, ValueError):
@@ -201,7 +201,7 @@ def decode_text(data: bytes, name: str, encoding: str = "utf-8", errors: str = "
 _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
-def _encoding_of_bom(data: bytes, encoding: str) -> str:
+def encoding_of_bom(data: bytes, encoding: str) -> str:
     """A UTF-16/32 byte-order mark says how the file is encoded: it wins over the utf-8 default (a
     file that says so is not binary). An encoding the user chose otherwise stays."""
     try:

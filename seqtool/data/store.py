@@ -102,12 +102,15 @@ class TextSource:
 def text_source(arg: str, encoding: str = "utf-8", errors: str = "strict") -> TextSource:
     """A corpus argument (path, '-' or catalog name) as a TextSource: a file streams (when its
     encoding reads line by line), anything else is read and decoded whole."""
-    from seqtool.data.corpora import check_regular_file, decode_text, read_bytes, resolve_corpus
+    from seqtool.data.corpora import encoding_of_bom, check_regular_file, decode_text, read_bytes, resolve_corpus
 
     source = resolve_corpus(arg)
-    if source != "-" and _streams(encoding):
+    if source != "-":
         check_regular_file(Path(source))
-        return TextSource(str(source), path=Path(source), encoding=encoding, errors=errors)
+        with open(source, "rb") as fh:
+            head = fh.read(4)
+        if _streams(encoding_of_bom(head, encoding)):  # a UTF-16/32 byte-order mark says the file is read whole
+            return TextSource(str(source), path=Path(source), encoding=encoding, errors=errors)
     name = "standard input" if source == "-" else str(source)
     return TextSource(name, text=decode_text(read_bytes(source), name, encoding, errors))
 
