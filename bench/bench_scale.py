@@ -8,7 +8,12 @@ at least 3):
 
 - `seqtool preprocess CORPUS --level char --clean none --out STORE --json` (with its n-gram tables),
   and the same with `--top 0` (no n-gram tables): MB/s of corpus, peak RSS, store bytes per character;
-- `seqtool train STORE` (a GRU, BENCH_TRAIN_SECONDS, default 60 s, 2 threads, 0.1% held out): peak RSS.
+- `seqtool train STORE` (a GRU, BENCH_TRAIN_SECONDS, default 60 s, 2 threads, 0.1% held out): peak RSS;
+- large vocabularies: `seqtool train` on word corpora of 10k and 50k types (Zipf-distributed, every
+  type present), the word recipe's model with the adaptive and the full softmax, 30 s, 1 thread: peak
+  RSS (the adaptive softmax's target: 50k at most 2x the memory of 10k).
+
+BENCH_PARTS (default "preprocess,vocab") chooses the parts.
 
 Peak RSS is the process's own (wait4's ru_maxrss). Medians (min-max) over the rounds.
 """
@@ -73,10 +78,52 @@ def train(store: Path, run: Path, seconds: float) -> dict:
     return {"rss_mb": rss, "tokens_per_s": report["tokens_per_s"], "wall_s": wall}
 
 
+def word_corpus(path: Path, types: int, tokens: int = 1_000_000, seed: int = 0) -> None:
+    """Lines of 20 words: every one of `types` words once, the rest drawn from a Zipf law."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, types + 1)
+    ids = np.concatenate([np.arange(types), rng.choice(types, size=tokens - types, p=p / p.sum())])
+    rng.shuffle(ids)
+    words = [f"w{i}" for i in range(types)]
+    with open(path, "w", encoding="utf-8") as fh:
+        for start in range(0, ids.size, 20):
+            fh.write(" ".join(words[i] for i in ids[start : start + 20]) + "\n")
+
+
+def train_vocab(corpus: Path, softmax: str, run: Path) -> dict:
+    _, rss, _ = measured([*SEQTOOL, "train", str(corpus), "--level", "word", "--clean", "none", "--cell", "lstm", "--embed", "200",
+                          "--hidden", "200", "--tie-weights", "--softmax", softmax, "--batch", "20", "--steps", "35", "--val-fraction",
+                          "0.02", "--max-seconds", "30", "--threads", "1", "--out", str(run), "--overwrite", "--quiet"])
+    return {"rss_mb": rss, "tokens_per_s": json.loads((run / "report.json").read_text())["tokens_per_s"]}
+
+
+def vocab_memory(work: Path, rounds: int) -> None:
+    for types in (10_000, 50_000):
+        word_corpus(work / f"w{types}.txt", types)
+    contenders = {f"{softmax} softmax, {types // 1000}k types": (lambda t=types, s=softmax: train_vocab(work / f"w{t}.txt", s, work / "vrun"))
+                  for softmax in ("adaptive", "full") for types in (10_000, 50_000)}
+    results = alternate(contenders, rounds)
+    print(f"\nLarge vocabularies: 2 x 200 LSTM, tied, batch 20 x 35, 30 s, 1 thread; {rounds} alternated rounds, median (min-max)")
+    print(f"{'contender':<34}{'tokens/s':>22}{'peak RSS MiB':>24}")
+    for name, rows in results.items():
+        print(f"{name:<34}{spread([r['tokens_per_s'] for r in rows]):>22}{spread([r['rss_mb'] for r in rows]):>24}")
+    for softmax in ("adaptive", "full"):
+        share = [b["rss_mb"] / a["rss_mb"] for a, b in zip(results[f"{softmax} softmax, 10k types"], results[f"{softmax} softmax, 50k types"])]
+        print(f"{softmax}: peak RSS 50k / 10k, median of per-round ratios: {spread(share, '.2f')}" + (" (target <= 2)" if softmax == "adaptive" else ""))
+
+
 def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES_MB", "200,1000").split(",")]
     rounds = int(os.environ.get("BENCH_ROUNDS", 3))
     train_seconds = float(os.environ.get("BENCH_TRAIN_SECONDS", 60))
+    parts = os.environ.get("BENCH_PARTS", "preprocess,vocab").split(",")
+    if "vocab" in parts:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+            vocab_memory(Path(tmp), rounds)
+    if "preprocess" not in parts:
+        return
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         work = Path(tmp)
         for mb in sizes:

@@ -288,3 +288,18 @@ def test_ngram_counts_over_blocks_equal_counting_the_whole_sequence(vocab):
         codes, counts = tables[n]
         assert {tuple(ngram_of(int(c), n, vocab)): int(k) for c, k in zip(codes, counts)} == expected
         assert list(counts) == sorted(counts, reverse=True)
+
+
+def test_a_layout_preprocessed_into_a_store_keeps_its_parts(cli, tmp_path):
+    root = write_layout(tmp_path / "c", "a b a c\n" * 60, "a zebra\n" * 3, "b c\n" * 3)
+    store = tmp_path / "c.tokens"
+    result = cli("preprocess", root, "--level", "word", "--clean", "none", "--out", store, "--json")
+    assert result.code == 0, result.err
+    stats = json.loads(result.out)
+    assert stats["splits"] == {"train": {"tokens": 300, "unk_tokens": 0}, "valid": {"tokens": 9, "unk_tokens": 3},
+                               "test": {"tokens": 9, "unk_tokens": 0}}
+    direct, stored = load_corpus(str(root), "word", "none", 0), load_corpus(str(store), "char", "letters", 0)
+    assert stored.splits == direct.splits and torch.equal(stored.ids, direct.ids) and stored.counts == direct.counts
+    runs = [json.loads((cli("train", corpus, *TINY, "--level", "word", "--clean", "none", "--epochs", "1", "--out", tmp_path / name),
+                        tmp_path / name / "report.json")[1].read_text())["test"] for name, corpus in (("a", root), ("b", store))]
+    assert runs[0] == runs[1] and runs[0]["test_tokens"] == 8
