@@ -303,3 +303,15 @@ def test_a_layout_preprocessed_into_a_store_keeps_its_parts(cli, tmp_path):
     runs = [json.loads((cli("train", corpus, *TINY, "--level", "word", "--clean", "none", "--epochs", "1", "--out", tmp_path / name),
                         tmp_path / name / "report.json")[1].read_text())["test"] for name, corpus in (("a", root), ("b", store))]
     assert runs[0] == runs[1] and runs[0]["test_tokens"] == 8
+
+
+def test_word_samples_stream_exactly_the_text_they_return_with_eos_as_line_ends(cli, tmp_path):
+    from seqtool.core.restore import restore
+
+    root = write_layout(tmp_path / "c", "a b\nc a b\nb\n" * 80, "a b\n", "c b\n")
+    assert cli("train", root, *TINY, "--level", "word", "--clean", "none", "--epochs", "2", "--lr", "0.02", "--out", tmp_path / "run").code == 0
+    r = restore(str(tmp_path / "run"), task="lm", device="cpu")
+    for prefix in ("a b\n", "c a"):
+        pieces: list[str] = []
+        text = r.task.generate(r.model, prefix, 60, seed=0, on_text=pieces.append)[0]
+        assert "".join(pieces) == text and text.startswith(prefix) and "\n" in text[len(prefix):] and EOS not in text

@@ -246,7 +246,7 @@ class LanguageModelTask(Task):
         With num=1, `on_text(piece)` receives the text as it is generated (prefix first), so a
         caller can stream it; the pieces join to exactly the returned text."""
         from seqtool.lm.sampling import sample
-        from seqtool.data.text import detokenize
+        from seqtool.data.text import EOS, detokenize
 
         ids, _ = self.encode_prefix(prefix)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -259,13 +259,20 @@ class LanguageModelTask(Task):
         else:
             if num != 1:
                 raise ValueError("streaming (on_text) generates one text at a time")
-            sep, started = ("" if self.level == "char" else " "), [bool(ids)]
+            sep = "" if self.level == "char" else " "
+            # a space goes between words, not next to a line end (detokenize's <eos> rule)
+            after_word = [bool(ids) and self.vocab.itos[ids[-1]] != EOS]
             if ids:
                 on_text(detokenize(self.vocab.decode(ids), self.level))
 
             def on_step(token):
-                on_text((sep if started[0] else "") + self.vocab.itos[int(token[0])])
-                started[0] = True
+                text = self.vocab.itos[int(token[0])]
+                if self.level == "word" and text == EOS:
+                    on_text("\n")
+                    after_word[0] = False
+                    return
+                on_text((sep if after_word[0] else "") + text)
+                after_word[0] = True
 
         out = sample(model, ids, length, num=num, banned=[self.vocab.unk], first_token_probs=counts / counts.sum(),
                      generator=generator, device=device, on_step=on_step, **choice)
