@@ -39,6 +39,9 @@ def token_surprisals(model: nn.Module, ids: torch.Tensor, device: torch.device, 
     bounds = [round(i * n_pred / streams) for i in range(streams + 1)]
     begins = [bounds[0]] + [max(0, b - warmup) for b in bounds[1:-1]]
     length = max(bounds[i + 1] - begins[i] for i in range(streams))
+    width = getattr(model, "output_width", 0)
+    if width:  # a large vocabulary reads shorter chunks: each chunk's scores stay within ~16 MB
+        chunk = max(8, min(chunk, (1 << 22) // (streams * width)))
     scores, state = [], None
     for start in range(0, length, chunk):  # a chunk's inputs are gathered when it is read: a long text is never copied whole
         steps = min(chunk, length - start)

@@ -93,6 +93,11 @@ class RNNLM(nn.Module):
                 self.head.weight = self.embedding.weight
 
     @property
+    def output_width(self) -> int:
+        """Scores per position the output layer computes for every token (the adaptive head's, not the vocabulary's)."""
+        return self.adaptive.head_size if self.adaptive is not None else self.vocab_size
+
+    @property
     def out_dtype(self) -> torch.dtype:
         return self.rnn.parameters().__next__().dtype
 
