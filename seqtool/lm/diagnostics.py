@@ -126,7 +126,7 @@ def text_windows(ids: torch.Tensor, steps: int, batch: int, seed: int = 0) -> tu
     generator = torch.Generator().manual_seed(seed)
     starts = torch.randint(0, ids.numel() - steps, (batch,), generator=generator)
     index = starts[None, :] + torch.arange(steps)[:, None]
-    return ids[index], ids[index + 1]
+    return ids[index].long(), ids[index + 1].long()
 
 
 @dataclass
