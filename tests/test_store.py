@@ -44,8 +44,10 @@ def messy_text(seed: int) -> str:
 @pytest.mark.parametrize("level", ["char", "word"])
 @pytest.mark.parametrize("clean", ["letters", "lower", "none"])
 def test_chunked_encoding_equals_tokenising_the_whole_text(tmp_path, level, clean):
-    for seed in range(6):
+    for seed in range(8):
         text = messy_text(seed)
+        if seed >= 6:  # one long line: characters are cut inside it, words wait for its end
+            text = text.replace("\r", " ").replace("\n", " ") + "\r\n"
         tokens = text_tokens(text, level, clean)
         if len(tokens) < 2:
             continue

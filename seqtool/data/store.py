@@ -50,20 +50,26 @@ class TextSource:
                  errors: str = "strict", chunk: int = CHUNK):
         self.name, self.path, self.text, self.encoding, self.errors, self.chunk = name, path, text, encoding, errors, chunk
 
-    def chunks(self) -> Iterator[str]:
+    def chunks(self, within_lines: bool = False) -> Iterator[str]:
+        """Pieces of about `chunk` characters that end at a line end (words: a line is never split),
+        or with within_lines anywhere but inside a \\r\\n (characters: a line may be longer than memory)."""
         size = self.chunk
         if self.text is not None:
             start = 0
-            while start < len(self.text):  # pieces end at a line end, like a file's
-                stop = self.text.find("\n", start + size) + 1 or len(self.text)
+            while start < len(self.text):
+                if within_lines:
+                    stop = min(start + size, len(self.text))
+                    stop += self.text[stop - 1 : stop + 1] == "\r\n"
+                else:
+                    stop = self.text.find("\n", start + size) + 1 or len(self.text)
                 yield self.text[start:stop]
                 start = stop
             return
-        yield from self._file_chunks(size)
+        yield from self._file_chunks(size, within_lines)
 
-    def _file_chunks(self, size: int) -> Iterator[str]:
-        """Decoded pieces of the file, each ending at a line end (but the last): a \\r\\n or a
-        multi-byte character is never cut. Errors name the byte offset in the whole file."""
+    def _file_chunks(self, size: int, within_lines: bool) -> Iterator[str]:
+        """Decoded pieces of the file: a multi-byte character or a \\r\\n is never cut, nor a line
+        unless within_lines. Errors name the byte offset in the whole file."""
         from seqtool.data.corpora import decode_text
 
         decoder = codecs.getincrementaldecoder(self.encoding)(errors=self.errors)
@@ -94,6 +100,8 @@ class TextSource:
                         yield text
                     return
                 cut = text.rfind("\n") + 1
+                if within_lines and not cut:  # no line end in the chunk: cut it anyway, keeping a \r for its \n
+                    cut = len(text) - text.endswith("\r")
                 if cut:
                     yield text[:cut]
                 carry = text[cut:]
@@ -177,7 +185,7 @@ def count_tokens(source: TextSource, level: str, clean: str) -> Counter:
         return counts
     totals = np.zeros(0, dtype=np.int64)
     order: list[int] = []  # code points in order of first appearance
-    for chunk in source.chunks():
+    for chunk in source.chunks(within_lines=True):
         cps = codepoints(tokenizer.clean_chunk(chunk))
         if not cps.size:
             continue
@@ -223,7 +231,7 @@ def encode_chunks(source: TextSource, vocab: Vocab, level: str, clean: str) -> I
     table = np.zeros(max((cp for cp, _ in chars), default=0) + 2, dtype=dtype)  # the last entry: beyond every known code point
     for cp, i in chars:
         table[cp] = i
-    for chunk in source.chunks():
+    for chunk in source.chunks(within_lines=True):
         cps = codepoints(tokenizer.clean_chunk(chunk))
         yield table[np.minimum(cps, min(table.size - 1, np.iinfo(cps.dtype).max))] if cps.size else np.zeros(0, dtype=dtype)
 
