@@ -41,11 +41,11 @@ demo: $(STAMP)
 	$(SEQTOOL) eval $(BUILD)/demo
 
 # The language-model workflow as real file targets: Make re-runs only what changed.
-$(BUILD)/timemachine.data: $(STAMP)
+$(BUILD)/timemachine.tokens: $(STAMP)
 	@mkdir -p $(BUILD)
 	$(SEQTOOL) preprocess timemachine --level char --clean letters --out $@ --plot $(BUILD)/timemachine-zipf.png
 
-$(BUILD)/lm/report.json: $(BUILD)/timemachine.data specs/timemachine-gru.yaml
+$(BUILD)/lm/report.json: $(BUILD)/timemachine.tokens specs/timemachine-gru.yaml
 	$(SEQTOOL) train $< --spec specs/timemachine-gru.yaml --out $(BUILD)/lm --overwrite --quiet
 
 $(BUILD)/lm-samples.txt: $(BUILD)/lm/report.json
