@@ -86,30 +86,34 @@ def run_word_spec(spec: str, layout: Path, budget: float, threads: int, run_dir:
 
 def word_table(title: str, results: dict) -> None:
     print(f"\n{title}")
-    print(f"{'contender':<36}{'tokens/s':>22}{'val ppl':>22}{'test ppl':>22}{'peak RSS MiB':>20}{'minor faults':>30}{'system s':>18}")
+    print(f"{'contender':<36}{'tokens/s':>22}{'val ppl':>26}{'test ppl':>26}{'peak RSS MiB':>22}{'minor faults':>36}{'system s':>22}")
     for name, rows in results.items():
-        print(f"{name:<36}{spread(column(rows, 'tokens_per_s')):>22}{spread(column(rows, 'val_ppl'), '.1f'):>22}"
-              f"{spread(column(rows, 'test_ppl'), '.1f'):>22}{spread(column(rows, 'peak_rss_mb')):>20}"
-              f"{spread(column(rows, 'minor_faults')):>30}{spread(column(rows, 'system_s'), '.1f'):>18}")
+        print(f"{name:<36}{spread(column(rows, 'tokens_per_s')):>22}{spread(column(rows, 'val_ppl'), '.1f'):>26}"
+              f"{spread(column(rows, 'test_ppl'), '.1f'):>26}{spread(column(rows, 'peak_rss_mb')):>22}"
+              f"{spread(column(rows, 'minor_faults')):>36}{spread(column(rows, 'system_s'), '.1f'):>22}")
 
 
 def word_main() -> None:
     budget, threads = float(os.environ.get("BENCH_SECONDS", 600)), int(os.environ.get("BENCH_THREADS", 1))
     speed_budget, rounds = float(os.environ.get("BENCH_SPEED_SECONDS", 120)), int(os.environ.get("BENCH_ROUNDS", 3))
+    parts = os.environ.get("BENCH_PARTS", "recipe,same").split(",")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         layout = word_layout(work / "warandpeace")
         recipe = alternate({"plain loop (classic small recipe)": lambda: run_plain_word(layout, budget, threads),
                             "seqtool specs/word-lstm.yaml": lambda: run_word_spec("word-lstm.yaml", layout, budget, threads, work / "recipe")},
-                           rounds)
+                           rounds) if "recipe" in parts else None
         same = alternate({"plain loop (classic small recipe)": lambda: run_plain_word(layout, speed_budget, threads),
                           "seqtool word-lstm-classic.yaml": lambda: run_word_spec("word-lstm-classic.yaml", layout, speed_budget, threads,
-                                                                                  work / "classic")}, rounds)
-    names = list(recipe)
-    word_table(f"Word-level LM on War and Peace (DIR/train,valid,test.txt): {rounds} alternated rounds of {budget:.0f} s, "
-               f"{threads} thread(s); median (min-max)", recipe)
-    print(f"test perplexity, seqtool / plain loop, median of per-round ratios: "
-          f"{spread(ratio(column(recipe[names[1]], 'test_ppl'), column(recipe[names[0]], 'test_ppl')), '.3f')}")
+                                                                                  work / "classic")}, rounds) if "same" in parts else None
+    if recipe is not None:
+        word_table(f"Word-level LM on War and Peace (DIR/train,valid,test.txt): {rounds} alternated rounds of {budget:.0f} s, "
+                   f"{threads} thread(s); median (min-max)", recipe)
+        names = list(recipe)
+        print(f"test perplexity, seqtool / plain loop, median of per-round ratios: "
+              f"{spread(ratio(column(recipe[names[1]], 'test_ppl'), column(recipe[names[0]], 'test_ppl')), '.3f')}")
+    if same is None:
+        return
     word_table(f"The same recipe on both sides (2x200 LSTM, full softmax, SGD lr 1, clip 5, batch 20 x 35): {rounds} alternated "
                f"rounds of {speed_budget:.0f} s, {threads} thread(s); median (min-max)", same)
     names = list(same)
