@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import torch
 
 from seqtool.core.errors import UsageError
 from seqtool.data.dataset import load_corpus
