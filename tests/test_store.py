@@ -277,16 +277,17 @@ def test_the_word_recipe_trains_on_war_and_peace_and_eval_reproduces_its_test_sc
 
 
 
-@pytest.mark.parametrize("vocab", [7, 300])  # dense tables, and sparse ones (300^3 codes)
-def test_ngram_counts_over_blocks_equal_counting_the_whole_sequence(vocab):
+@pytest.mark.parametrize("vocab", [7, 300])  # dense tables (trigrams counted, shorter n-grams derived), and sparse ones (300^3 codes)
+@pytest.mark.parametrize("length", [1, 2, 3, 1000])
+def test_ngram_counts_over_blocks_equal_counting_the_whole_sequence(vocab, length):
     from collections import Counter
 
     from seqtool.data.stats import ngram_frequencies, ngram_of
 
-    ids = np.random.RandomState(0).randint(0, vocab, size=1000).astype(np.uint16)
-    tables = ngram_frequencies((ids[i : i + 37] for i in range(0, 1000, 37)), (1, 2, 3), vocab)
+    ids = np.random.RandomState(length).randint(0, vocab, size=length).astype(np.uint16)
+    tables = ngram_frequencies((ids[i : i + 37] for i in range(0, length, 37)), (1, 2, 3), vocab)
     for n in (1, 2, 3):
-        expected = Counter(tuple(ids[i : i + n].tolist()) for i in range(1000 - n + 1))
+        expected = Counter(tuple(ids[i : i + n].tolist()) for i in range(length - n + 1))
         codes, counts = tables[n]
         assert {tuple(ngram_of(int(c), n, vocab)): int(k) for c, k in zip(codes, counts)} == expected
         assert list(counts) == sorted(counts, reverse=True)

@@ -90,20 +90,21 @@ def prepare_sources(sources: list[TextSource], level: str, clean: str, min_freq:
         raise SeqtoolError(f"every token occurs fewer than --min-freq {min_freq} times: the vocabulary would be only <unk>; lower --min-freq")
     dtype = id_dtype(len(vocab))
     writer = StoreWriter(out, dtype) if out is not None else None
-    pieces, bounds, frequency = [], [], np.zeros(len(vocab), dtype=np.int64)
+    pieces, bounds = [], []
+    # counts come from the training text only, like the vocabulary: its token counts, <unk> taking the rest
+    frequency = [0] + [counts.get(t, 0) for t in vocab.itos[1:]]
+    frequency[0] = sum(counts.values()) - sum(frequency)
     try:
         for source in sources:
             begin = writer.size if writer else sum(p.size for p in pieces)
             for ids in encode_chunks(source, vocab, level, clean):
-                if source is sources[0]:  # counts come from the training text only, like the vocabulary
-                    frequency += np.bincount(ids, minlength=len(vocab))
                 writer.append(ids) if writer else pieces.append(ids)
             stop = writer.size if writer else sum(p.size for p in pieces)
             if stop == begin:
                 raise SeqtoolError(f"{source.name} has no tokens after '{clean}' normalisation")
             bounds.append([begin, stop])
         splits = dict(zip(names, bounds)) if names else None
-        data = PreparedText(vocab, torch.zeros(0), level, clean, frequency.tolist(), splits)
+        data = PreparedText(vocab, torch.zeros(0), level, clean, frequency, splits)
         if writer:
             writer.finish(data.footer())
             return open_prepared(out, str(out))

@@ -15,6 +15,7 @@ from seqtool.data.dataset import load_corpus
 from seqtool.data.text import BOS, EOS, PAD, detokenize
 
 NGRAMS = (("unigrams", 1), ("bigrams", 2), ("trigrams", 3))
+NGRAM_BLOCK = 1 << 22  # ids counted at once: a few int64 arrays of this size bound the memory
 
 
 def parse_reserved(text: str) -> tuple[str, ...]:
@@ -65,15 +66,19 @@ def ngram_frequencies(blocks: Iterable[np.ndarray], orders: tuple[int, ...], voc
     table is dense (a count per possible code) when that is small."""
     top = max(orders)
     dense = {n: vocab_size ** n <= 1 << 24 for n in orders}
-    totals = {n: np.zeros(vocab_size ** n, dtype=np.int64) if dense[n] else Counter() for n in orders}
-    carry = np.zeros(0, dtype=np.int64)
-    for block in blocks:
+    # with a dense table for the longest n-grams, only those are counted: an (n-1)-gram's count is the
+    # sum of the n-grams it starts, plus one for the corpus's last n-1 tokens (the carry at the end)
+    counted = (top,) if dense[top] and set(orders) <= set(range(1, top + 1)) else orders
+    totals = {n: np.zeros(vocab_size ** n, dtype=np.int64) if dense[n] else Counter() for n in counted}
+    carry, seen = np.zeros(0, dtype=np.int64), 0
+    for block in (b[i : i + NGRAM_BLOCK] for b in blocks for i in range(0, b.size, NGRAM_BLOCK)):
         window = np.concatenate([carry, block.astype(np.int64)])
+        seen += block.size
         codes = window
         for n in range(1, top + 1):
             if n > 1:
                 codes = codes[:-1] * vocab_size + window[n - 1 :]
-            if n not in orders:
+            if n not in counted:
                 continue
             mine = codes[max(0, carry.size - n + 1) :]  # n-grams not counted with the previous block
             if dense[n]:
@@ -82,6 +87,13 @@ def ngram_frequencies(blocks: Iterable[np.ndarray], orders: tuple[int, ...], voc
                 values, counts = np.unique(mine, return_counts=True)
                 totals[n].update(dict(zip(values.tolist(), counts.tolist())))
         carry = window[-(top - 1) :] if top > 1 else carry
+    if counted != orders:
+        tail = carry[-min(seen, top - 1) :] if top > 1 and seen else np.zeros(0, dtype=np.int64)
+        for n in range(top - 1, 0, -1):
+            totals[n] = totals[n + 1].reshape(-1, vocab_size).sum(axis=1)
+            if tail.size >= n:  # the n-gram that ends the corpus starts no longer one
+                totals[n][_code(tail[-n:].tolist(), vocab_size)] += 1
+        totals = {n: totals[n] for n in orders}
     out = {}
     for n, total in totals.items():
         if dense[n]:
@@ -93,6 +105,14 @@ def ngram_frequencies(blocks: Iterable[np.ndarray], orders: tuple[int, ...], voc
         order = np.lexsort((codes, -counts))
         out[n] = codes[order], counts[order]
     return out
+
+
+def _code(ids: list[int], vocab_size: int) -> int:
+    """The code of an n-gram (the inverse of ngram_of)."""
+    code = 0
+    for i in ids:
+        code = code * vocab_size + i
+    return code
 
 
 def ngram_of(code: int, n: int, vocab_size: int) -> list[int]:
