@@ -142,7 +142,7 @@ def main() -> None:
     print(f"\nToken stores: {rounds} alternated rounds; median (min-max); peak RSS of the command's process")
     print(f"{'command':<42}{'MB/s':>14}{'peak RSS MiB':>24}{'store bytes/char':>22}")
     for name, rows in results.items():
-        print(f"{name:<42}{spread([r["mb_per_s"] for r in rows], ",.1f"):>14}{spread([r['rss_mb'] for r in rows]):>24}"
+        print(f"{name:<42}{spread([r['mb_per_s'] for r in rows], ',.1f'):>14}{spread([r['rss_mb'] for r in rows]):>24}"
               f"{spread([r['bytes_per_char'] for r in rows], '.3f'):>22}")
     print(f"\n{'training (GRU 256, 2 threads, ' + str(int(train_seconds)) + ' s)':<34}{'tokens/s':>22}{'peak RSS MiB':>24}")
     for name, rows in training.items():
