@@ -14,7 +14,11 @@ at least 3):
   type present), the word recipe's model with the adaptive and the full softmax, 30 s, 1 thread: peak
   RSS (the adaptive softmax's target: 50k at most 2x the memory of 10k).
 
-BENCH_PARTS (default "preprocess,vocab") chooses the parts.
+- the time budget: `seqtool train STORE --cell gru --max-seconds 20` on a 100 MB store, as typed and
+  with `--val-tokens 0`: the whole command's wall time.
+
+BENCH_PARTS (default "preprocess,train,budget,vocab"; train: training on the preprocessed stores) chooses the parts; BENCH_BASELINE=DIR (a checkout of
+an earlier commit) adds that seqtool's preprocess and budget runs as 'before' contenders.
 
 Peak RSS is the process's own (wait4's ru_maxrss). Medians (min-max) over the rounds.
 """
@@ -48,11 +52,11 @@ def build_corpus(path: Path, size: int) -> None:
             written += len(piece)
 
 
-def measured(cmd: list[str]) -> tuple[float, float, str]:
+def measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """-> (wall seconds, peak RSS MiB, stdout) of a command in its own process."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         out.seek(0)
@@ -62,10 +66,16 @@ def measured(cmd: list[str]) -> tuple[float, float, str]:
         return seconds, usage.ru_maxrss / 1024, out.read().decode()
 
 
-def preprocess(corpus: Path, store: Path, extra: list[str]) -> dict:
+def baseline_env() -> dict | None:
+    """BENCH_BASELINE=DIR (a checkout of an earlier commit): the 'before' contenders run its seqtool."""
+    where = os.environ.get("BENCH_BASELINE")
+    return {**os.environ, "PYTHONPATH": str(Path(where).resolve())} if where else None
+
+
+def preprocess(corpus: Path, store: Path, extra: list[str], env: dict | None = None) -> dict:
     """`seqtool preprocess CORPUS --out STORE --json` as a user types it (defaults: characters, the
     letters recipe, the n-gram tables), plus `extra` flags."""
-    seconds, rss, out = measured([*SEQTOOL, "preprocess", str(corpus), "--out", str(store), "--json", *extra])
+    seconds, rss, out = measured([*SEQTOOL, "preprocess", str(corpus), "--out", str(store), "--json", *extra], env)
     stats = json.loads(out)
     size = corpus.stat().st_size
     return {"mb_per_s": size / 1e6 / seconds, "rss_mb": rss, "bytes_per_char": store.stat().st_size / stats["tokens"],
@@ -78,6 +88,35 @@ def train(store: Path, run: Path, seconds: float) -> dict:
                              "--out", str(run), "--overwrite", "--quiet"])
     report = json.loads((run / "report.json").read_text())
     return {"rss_mb": rss, "tokens_per_s": report["tokens_per_s"], "wall_s": wall}
+
+
+def budget_run(store: Path, run: Path, extra: list[str], env: dict | None = None) -> dict:
+    """`seqtool train STORE --cell gru --max-seconds 20` as a user types it: the whole command's wall
+    time (start-up and the final test scoring included) and what validation and test scored."""
+    wall, rss, _ = measured([*SEQTOOL, "train", str(store), "--cell", "gru", "--max-seconds", "20", "--out", str(run), "--overwrite",
+                             "--quiet", *extra], env)
+    report = json.loads((run / "report.json").read_text())
+    return {"wall_s": wall, "rss_mb": rss, "val_tokens": report["final"].get("val_tokens", float("nan")),
+            "test_tokens": report.get("test", {}).get("test_tokens", float("nan"))}
+
+
+def budgets(work: Path, rounds: int) -> None:
+    """The --max-seconds 20 run on a 100 MB store, with the default validation sample and with
+    --val-tokens 0 (and, with BENCH_BASELINE, the earlier seqtool on the same store)."""
+    corpus, store = work / "c100.txt", work / "c100.tokens"
+    build_corpus(corpus, 100_000_000)
+    preprocess(corpus, store, [])
+    contenders = {"train --max-seconds 20": lambda: budget_run(store, work / "b1", []),
+                  "  ... --val-tokens 0": lambda: budget_run(store, work / "b2", ["--val-tokens", "0"])}
+    if baseline_env():
+        contenders["before (BENCH_BASELINE)"] = lambda: budget_run(store, work / "b3", [], baseline_env())
+    results = alternate(contenders, rounds)
+    print(f"\nTime budget on a 100 MB character store (GRU 2 x 256, default threads): {rounds} alternated rounds; median (min-max)")
+    print(f"{'command':<34}{'wall s':>22}{'validation tokens':>22}{'test tokens':>26}{'peak RSS MiB':>20}")
+    for name, rows in results.items():
+        print(f"{name:<34}{spread([r['wall_s'] for r in rows], ',.1f'):>22}{spread([r['val_tokens'] for r in rows]):>22}"
+              f"{spread([r['test_tokens'] for r in rows]):>26}{spread([r['rss_mb'] for r in rows]):>20}")
+    print("target: --max-seconds 20 ends within 50 s of wall time, start-up and test scoring included")
 
 
 def word_corpus(path: Path, types: int, tokens: int = 1_000_000, seed: int = 0) -> None:
@@ -120,10 +159,13 @@ def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES_MB", "100,200,1000").split(",")]
     rounds = int(os.environ.get("BENCH_ROUNDS", 3))
     train_seconds = float(os.environ.get("BENCH_TRAIN_SECONDS", 60))
-    parts = os.environ.get("BENCH_PARTS", "preprocess,vocab").split(",")
+    parts = os.environ.get("BENCH_PARTS", "preprocess,train,budget,vocab").split(",")
     if "vocab" in parts:
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
             vocab_memory(Path(tmp), rounds)
+    if "budget" in parts:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+            budgets(Path(tmp), rounds)
     if "preprocess" not in parts:
         return
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
@@ -134,17 +176,20 @@ def main() -> None:
         for mb in sizes:
             corpus, store = work / f"c{mb}.txt", work / f"c{mb}.tokens"
             contenders[f"preprocess {mb} MB"] = lambda c=corpus, s=store: preprocess(c, s, [])
+            if baseline_env():
+                contenders[f"before: preprocess {mb} MB"] = lambda c=corpus, s=store: preprocess(c, s, [], baseline_env())
             contenders[f"preprocess {mb} MB --clean none"] = lambda c=corpus, s=store: preprocess(c, s, ["--clean", "none"])
             contenders[f"preprocess {mb} MB --clean none --top 0"] = lambda c=corpus, s=store: preprocess(c, s, ["--clean", "none", "--top", "0"])
         results = alternate(contenders, rounds)
         training = alternate({f"train on the {mb} MB store": (lambda s=work / f"c{mb}.tokens", mb=mb: train(s, work / f"run{mb}", train_seconds))
-                              for mb in sizes}, rounds)
+                              for mb in sizes}, rounds) if "train" in parts else {}
     print(f"\nToken stores: {rounds} alternated rounds; median (min-max); peak RSS of the command's process")
     print(f"{'command':<42}{'MB/s':>14}{'peak RSS MiB':>24}{'store bytes/char':>22}")
     for name, rows in results.items():
         print(f"{name:<42}{spread([r['mb_per_s'] for r in rows], ',.1f'):>14}{spread([r['rss_mb'] for r in rows]):>24}"
               f"{spread([r['bytes_per_char'] for r in rows], '.3f'):>22}")
-    print(f"\n{'training (GRU 256, 2 threads, ' + str(int(train_seconds)) + ' s)':<34}{'tokens/s':>22}{'peak RSS MiB':>24}")
+    if training:
+        print(f"\n{'training (GRU 256, 2 threads, ' + str(int(train_seconds)) + ' s)':<34}{'tokens/s':>22}{'peak RSS MiB':>24}")
     for name, rows in training.items():
         print(f"{name:<34}{spread([r['tokens_per_s'] for r in rows]):>22}{spread([r['rss_mb'] for r in rows]):>24}")
     print("targets: default preprocess >= 20 MB/s on 100 MB, >= 30 MB/s on 200 MB (goal 50); peak RSS < 1 GB; "

@@ -87,7 +87,7 @@ def test_bad_data_and_combinations(csv_file):
     assert ForecastTask.from_spec(make_spec(csv_file(range(20)), **{"forecast.k": [1, 50]})).skipped_k == [50]
     with pytest.raises(UsageError, match="forecast.k must be"):
         make_spec(**{"forecast.k": [0]})
-    with pytest.raises(UsageError, match="'mlp' is only for forecasting"):
+    with pytest.raises(UsageError, match="'mlp' is only for forecast and panel; task lm takes rnn, gru or lstm"):
         apply_overrides(spec_defaults("lm"), {"model.cell": "mlp"})
 
 

@@ -14,7 +14,10 @@ import yaml
 from seqtool.cli.app import app
 from seqtool.core import spec as S
 from seqtool.core.session import start_run
-from seqtool.core.spec import OPTIONS, TASKS, from_dict, options_markdown
+from seqtool.core.family import family_names
+from seqtool.core.spec import OPTIONS, from_dict, options_markdown
+
+TASKS = family_names()
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_FOR = {"lm": "timemachine", "translate": "fra-eng", "forecast": "airline-passengers", "panel": "m4-weekly-train"}
@@ -26,8 +29,9 @@ FREE_TEXT = {"data.encoding": "latin-1", "forecast.column": "Passengers", "forec
 def other_value(option: S.Option, task: str):
     """A valid value that differs from the option's default in `task` -> (flag text, value in the spec)."""
     default = option.default_for(task, None)
-    if option.opt.choices:
-        value = next(c for c in option.opt.choices if c != default and not (option.dotted == "model.cell" and c == "mlp" and task != "forecast"))
+    choices = option.opt.choices or (TASKS if option.dotted == "task" else ())
+    if choices:
+        value = next(c for c in choices if c != default and not (option.dotted == "model.cell" and c == "mlp" and task != "forecast"))
         return value, value
     if option.dotted in FREE_TEXT:
         return FREE_TEXT[option.dotted], FREE_TEXT[option.dotted]
@@ -58,7 +62,7 @@ CLI_OPTIONS = [o for o in OPTIONS.values() if not o.opt.argument]
 @pytest.mark.parametrize("option", CLI_OPTIONS, ids=lambda o: o.dotted)
 def test_every_option_has_a_flag_and_help_and_the_flag_reaches_the_spec(cli, option):
     assert option.opt.help.strip(), f"{option.dotted} has no help"
-    task = option.opt.tasks[0]
+    task = option.users[0]
     text, value = other_value(option, task)
     result = cli("train", CORPUS_FOR[task], "--task", task, "--dry-run", *flag_args(option, text, value))
     assert result.code == 0, result.err
@@ -67,15 +71,15 @@ def test_every_option_has_a_flag_and_help_and_the_flag_reaches_the_spec(cli, opt
     assert got == value
 
 
-UNUSED = [(o, t) for o in OPTIONS.values() for t in TASKS if t not in o.opt.tasks]
+UNUSED = [(o, t) for o in OPTIONS.values() for t in TASKS if not o.reads(t)]
 
 
 @pytest.mark.parametrize("option, task", UNUSED, ids=lambda x: x.dotted if isinstance(x, S.Option) else x)
 def test_an_option_the_task_does_not_read_is_refused_as_a_flag_and_in_yaml(cli, tmp_path, option, task):
-    text, value = other_value(option, option.opt.tasks[0])
+    text, value = other_value(option, option.users[0])
     result = cli("train", CORPUS_FOR[task], "--task", task, "--dry-run", *flag_args(option, text, value))
     assert result.code == 2
-    assert result.err == f"seqtool: error: {option.flag} does not apply to task {task} (it is used by {' and '.join(option.opt.tasks)})\n"
+    assert result.err == f"seqtool: error: {option.flag} does not apply to task {task} (it is used by {' and '.join(option.users)})\n"
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({"task": task, option.section: {option.name: value}}))
     result = cli("train", CORPUS_FOR[task], "--spec", spec, "--dry-run")
@@ -112,7 +116,7 @@ def test_forecast_command_has_exactly_the_forecast_and_panel_options():
     for option in OPTIONS.values():
         if option.opt.argument or option.dotted == "task":
             continue
-        assert (option.flag in flags) == bool({"forecast", "panel"} & set(option.opt.tasks)), option.dotted
+        assert (option.flag in flags) == (option.reads("forecast") or option.reads("panel")), option.dotted
     assert "--level" in next(p for p in command.params if p.opts[0] == "--intervals").opts  # the issue's name, where it is free
 
 
@@ -190,6 +194,6 @@ def test_each_task_reads_the_options_it_claims(task, tmp_path, monkeypatch):
     reads.install(monkeypatch)
     for raw in tiny_run_specs(task, tmp_path):
         start_run(from_dict(raw)).fit()
-    claimed = {o.dotted for o in OPTIONS.values() if task in o.opt.tasks and o.section}
+    claimed = {o.dotted for o in OPTIONS.values() if o.reads(task) and o.section}
     unread = claimed - reads.seen
     assert not unread, f"task {task} claims options it never reads: {sorted(unread)}"

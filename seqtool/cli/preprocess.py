@@ -1,7 +1,6 @@
 """`seqtool preprocess`: corpus statistics, a Zipf plot, and a prepared dataset for training."""
 
 import json
-import sys
 from typing import Optional
 
 import typer
@@ -26,16 +25,7 @@ def preprocess(
     encoding_errors: str = typer.Option("strict", help="strict | replace | ignore"),
 ):
     """Tokenise a corpus, build its vocabulary, print statistics (tokens, types, top n-grams)."""
-    from rich.console import Console
-
-    from seqtool.data.stats import corpus_stats, ngram_table_view
+    from seqtool.data.stats import corpus_stats, stats_text
 
     stats = corpus_stats(corpus, level, clean, min_freq, reserved, top, encoding, encoding_errors, out, plot)
-    if as_json:
-        print(json.dumps(stats))
-        return
-    console = Console(file=sys.stdout, highlight=False)
-    console.print(f"{corpus}: {stats['tokens']:,} tokens, {stats['types']:,} types ({level}-level, clean={clean}, min_freq={min_freq})")
-    console.print(ngram_table_view(stats))
-    if out:
-        console.print(f"wrote {out}")
+    print(json.dumps(stats) if as_json else stats_text(stats, min_freq), end="\n" if as_json else "")

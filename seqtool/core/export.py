@@ -1,8 +1,8 @@
 """`seqtool export RUN --format onnx --out FILE.onnx`: a trained run as ONNX graphs that run
 without Python (onnxruntime, other runtimes, a browser), with its vocabulary and spec beside them.
 
-Each family says what its graphs are (`graphs(restored)` in lm/export.py, forecast/export.py,
-translate/export.py): a module, example inputs and which of their axes are dynamic. Each graph is
+Each family declares what its graphs are (its `graphs` hook, seqtool/core/family.py: lm/export.py,
+forecast/export.py, translate/export.py): a module, example inputs and which of their axes are dynamic. Each graph is
 exported with torch's maintained exporter (`torch.onnx.export(..., dynamo=True)`), then run by
 onnxruntime on other inputs (another batch size) and compared with torch: past TOLERANCE the
 export is refused and nothing is left behind. Files appear only when every graph passed: one
@@ -12,7 +12,6 @@ export is refused and nothing is left behind. Files appear only when every graph
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import json
 import logging
@@ -27,17 +26,12 @@ import torch
 from torch import nn
 
 from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.core.family import family
 
 FORMATS = ("onnx",)
 SIDECAR_FORMAT = "seqtool-onnx/1"
 #: parity: |onnxruntime - torch| <= ATOL + RTOL |torch|, element by element (float32 graphs)
 ATOL, RTOL = 1e-4, 1e-4
-FAMILY_GRAPHS = {"lm": "seqtool.lm.export:graphs", "panel": "seqtool.forecast.export:graphs", "forecast": "seqtool.forecast.export:series_graphs",
-                 "translate": "seqtool.translate.export:graphs"}
-#: the classes that run a family's export behind its torch model's interface: cls(sessions, spec)
-FAMILY_ENGINES = {"lm": "seqtool.lm.export:OnnxLanguageModel", "panel": "seqtool.forecast.export:OnnxForecaster",
-                  "forecast": "seqtool.forecast.export:OnnxSeriesForecaster",
-                  "translate": "seqtool.translate.export:OnnxTranslator"}
 ENGINES = ("torch", "onnxruntime")
 
 
@@ -72,8 +66,7 @@ def export_run(checkpoint: str | None, fmt: str = "onnx", out: str | None = None
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: the formats are {', '.join(FORMATS)}")
     r = restore(checkpoint, device="cpu")
-    module, name = FAMILY_GRAPHS[r.payload["task"]].split(":")
-    graphs: list[Graph] = getattr(importlib.import_module(module), name)(r)
+    graphs: list[Graph] = family(r.payload["task"]).hook("graphs")(r)
     target = (Path(out) if out else r.path.parent.parent / "export" / "model.onnx").resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     parts = {g.part: graph_path(target, g.part) for g in graphs}
@@ -209,6 +202,5 @@ def restore_engine(checkpoint: str | None, task: str, device: str = "auto", engi
             raise UsageError("--onnx needs --engine onnxruntime")
         return restore(checkpoint, task=task, device=device)
     spec, task_obj, sessions = load_export(checkpoint, onnx, task)
-    module, name = FAMILY_ENGINES[task].split(":")
-    model = getattr(importlib.import_module(module), name)(sessions, spec)
+    model = family(task).hook("engine")(sessions, spec)
     return Restored(resolve_checkpoint(checkpoint, "best"), spec, task_obj, model, torch.device("cpu"), {})

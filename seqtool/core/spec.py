@@ -29,7 +29,6 @@ import yaml
 from seqtool.core.errors import UsageError
 from seqtool.core.logs import check_sinks
 
-TASKS = ("lm", "translate", "forecast", "panel")
 RECURRENT_CELLS = ("rnn", "gru", "lstm")
 #: upper bounds that keep a typo from crashing torch (thread creation) or overflowing a seed
 MAX_THREADS = 1024
@@ -58,6 +57,13 @@ def parse_int_list(text: str, flag: str = "--k") -> list[int]:
     return values
 
 
+def _check_task(where: str, value: str) -> None:
+    from seqtool.core.family import family_names
+
+    if value not in family_names():
+        raise UsageError(f"{where}: {value!r} is not one of {', '.join(family_names())}")
+
+
 def _check_levels(where: str, values: list) -> None:
     if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 100 for v in values):
         raise UsageError(f"{where} must be percentages between 1 and 99, got {values!r}")
@@ -73,8 +79,9 @@ class Opt:
     """What the code needs to know about one option besides its name, type and default."""
 
     help: str
-    tasks: tuple[str, ...] = TASKS  # the tasks that read it; the others refuse it
+    tasks: tuple[str, ...] | None = None  # the tasks that read it (None: every registered one); the others refuse it
     choices: tuple[str, ...] = ()
+    only_for: dict = field(default_factory=dict)  # a choice -> the only tasks that may take it ('mlp': forecasting)
     low: float | None = None  # range checks: value >= low (> low when low_open), value <= high (< high when high_open)
     low_open: bool = False
     high: float | None = None
@@ -110,6 +117,13 @@ class DataSpec:
     val_fraction: float = opt(0.1, "Held-out part: the corpus's tail (lm) or a share of the source sentences (translate); "
                               "its first half chooses the checkpoint (validation), the second is reported (test).",
                               tasks=LM + TR, low=0, high=1, high_open=True)
+    val_tokens: int | None = opt(131072, "Language model: validation scores this many held-out tokens, a fixed seeded sample of "
+                                 "contiguous chunks, the same every epoch (0 = the whole validation part).", tasks=LM, low=0,
+                                 low_open=True, high=MAX_SIZE, zero_means_none=True)
+    test_tokens: int | None = opt(None, "Language model: the final test scoring reads at most this many tokens (a seeded sample; "
+                                  "0 = the whole test part). Unset: the whole part, or with --max-seconds and a sampled validation what "
+                                  "fits a quarter of the budget.",
+                                  tasks=LM, low=0, high=MAX_SIZE, resumable=True)
     steps: int = opt(64, "Tokens per training sequence (num_steps); translation: longest sentence kept.", tasks=LM + TR,
                      low=0, low_open=True, high=MAX_SIZE, by_task={"translate": 16})
     sampling: str = opt("sequential", "sequential (state carried, detached) or random windows.", tasks=LM,
@@ -122,7 +136,7 @@ class DataSpec:
 @dataclass
 class ModelSpec:
     cell: str = opt("gru", "rnn | gru | lstm; forecasting also mlp (autoregressive on a window; panel: the whole horizon at once).",
-                    choices=(*RECURRENT_CELLS, "mlp"), aliases=("--model",), by_task={"forecast": "mlp", "panel": "mlp"})
+                    choices=(*RECURRENT_CELLS, "mlp"), only_for={"mlp": FP}, aliases=("--model",), by_task={"forecast": "mlp", "panel": "mlp"})
     hidden: int = opt(256, "Hidden units per layer.", low=0, low_open=True, high=MAX_SIZE,
                       by_task={"forecast": 10, "forecast:recurrent": 32, "panel": 256, "panel:recurrent": 64})
     layers: int = opt(2, "Recurrent layers (panel mlp: hidden layers).", low=0, low_open=True, high=MAX_SIZE,
@@ -257,7 +271,7 @@ class TranslateSpec:
 class RunSpec:
     task: str = opt("lm", "lm | translate | forecast | panel (many series, one model) (default: translate for a tab-separated "
                     "corpus or --tgt, panel for a CSV with an id column, else lm).",
-                    choices=TASKS)
+                    check=lambda where, v: _check_task(where, v))
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -271,7 +285,7 @@ class RunSpec:
         raw = asdict(self)
         if only_used:
             for option in OPTIONS.values():
-                if option.section and self.task not in option.opt.tasks:
+                if option.section and not option.reads(self.task):
                     raw[option.section].pop(option.name)
             raw = {k: v for k, v in raw.items() if v != {}}
         return raw
@@ -315,6 +329,17 @@ class Option:
         """A bool's negative flag: --no-NAME unless declared."""
         return self.opt.off_flag or "--no-" + self.flag[2:]
 
+    def reads(self, task: str) -> bool:
+        """Whether a run of this task reads the option."""
+        return self.opt.tasks is None or task in self.opt.tasks
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        """The tasks that read it."""
+        from seqtool.core.family import family_names
+
+        return family_names() if self.opt.tasks is None else self.opt.tasks
+
     @property
     def kind(self) -> type:
         """Its value's type without None: str, int, float, bool or list."""
@@ -347,7 +372,7 @@ OPTIONS: dict[str, Option] = _options()
 
 def options_for(task: str | None = None) -> Iterator[Option]:
     """The options a task reads (all of them for None)."""
-    return (o for o in OPTIONS.values() if task is None or task in o.opt.tasks)
+    return (o for o in OPTIONS.values() if task is None or o.reads(task))
 
 
 def get(spec: RunSpec, dotted: str) -> Any:
@@ -555,19 +580,17 @@ def apply_overrides(spec: RunSpec, overrides: dict[str, Any], clear: set[str] = 
 def refuse_unused(task: str, given: set[str], where: Callable[[str], str]) -> None:
     """An option the task does not read is an error, not a silent no-op."""
     for option in OPTIONS.values():
-        if option.dotted in given and task not in option.opt.tasks:
-            users = " and ".join(option.opt.tasks)
+        if option.dotted in given and not option.reads(task):
+            users = " and ".join(option.users)
             raise UsageError(f"{where(option.dotted)} does not apply to task {task} (it is used by {users})")
 
 
 def infer_task(corpus: str | None, target: str | None) -> str:
-    """The task a run means when none is named: translation for sentence pairs, else a language model."""
-    from seqtool.forecast.panel import looks_like_panel
-    from seqtool.translate.pairs import looks_like_pairs
+    """The task a run means when none is named: the first family that claims the data (panels by
+    their id column, translation by its tab-separated pairs, ...), else the task option's default."""
+    from seqtool.core.family import claimed_task
 
-    if target is None and looks_like_panel(corpus):
-        return "panel"
-    return "translate" if target is not None or looks_like_pairs(corpus) else "lm"
+    return claimed_task(corpus, target) or OPTIONS["task"].default
 
 
 def resolve_spec(spec_path: str | Path | None, corpus: str | None, flags: dict[str, Any], task: str | None = None,
@@ -639,8 +662,10 @@ def validate(spec: RunSpec) -> None:
             _in_range(where, value, o)
         if o.check is not None:
             o.check(where, value)
-    if spec.model.cell == "mlp" and spec.task not in ("forecast", "panel"):
-        raise UsageError(f"model.cell 'mlp' is only for forecasting; task {spec.task} needs rnn, gru or lstm")
+        if o.only_for and value in o.only_for and spec.task not in o.only_for[value]:
+            others = [c for c in o.choices if c not in o.only_for or spec.task in o.only_for[c]]
+            raise UsageError(f"{where} {value!r} is only for {' and '.join(o.only_for[value])}; task {spec.task} takes "
+                             f"{', '.join(others[:-1])} or {others[-1]}")
 
 
 # ---- documentation -----------------------------------------------------------------------------
@@ -663,7 +688,7 @@ def options_markdown() -> str:
         others = [f"{t}: `{_yaml_value(v)}`" for t, v in o.opt.by_task.items()]
         if others:
             default += " (" + "; ".join(others) + ")"
-        tasks = "all" if set(o.opt.tasks) == set(TASKS) else ", ".join(o.opt.tasks)
+        tasks = "all" if o.opt.tasks is None else ", ".join(o.opt.tasks)
         meaning = o.opt.help.replace("|", "\\|")
         if o.opt.resumable:
             meaning += " A resume may change it."

@@ -86,6 +86,17 @@ class Task(ABC):
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Held-out metrics; must contain `self.monitor`."""
 
+    def held_out_seconds(self, model: nn.Module, device: torch.device, budget: float) -> tuple[float, float]:
+        """Predicted seconds of one validation pass and of the final test scoring, asked before
+        training when --max-seconds is set so that the budget holds both; the task may shrink its
+        test sample to fit `budget` (test() then says so). (0, 0): held-out parts too small to matter
+        (the trainer still keeps the measured time of the last validation in reserve)."""
+        return 0.0, 0.0
+
+    def validation_label(self) -> str:
+        """What one validation pass scores, for the progress line and the epoch log ('131,072 of 5,000,000 tokens')."""
+        return ""
+
     def test(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Metrics on the test split, which selection (best checkpoint, early stopping) never sees:
         computed once, for the chosen model, for the report. {} when the task has no test split."""
@@ -101,21 +112,8 @@ class Task(ABC):
         return []
 
 
-#: task name -> the class that implements it (imported on first use: `seqtool sample` need not load translation)
-TASK_CLASSES = {
-    "lm": "seqtool.lm.task:LanguageModelTask",
-    "forecast": "seqtool.forecast.task:ForecastTask",
-    "translate": "seqtool.translate.task:TranslationTask",
-    "panel": "seqtool.forecast.many:PanelTask",
-}
-
-
 def get_task_class(name: str) -> type[Task]:
-    import importlib
+    """The Task class of a family, by its task name (imported on first use: `seqtool sample` need not load translation)."""
+    from seqtool.core.family import family
 
-    from seqtool.core.errors import UsageError
-
-    if name not in TASK_CLASSES:
-        raise UsageError(f"unknown task {name!r}; available: {', '.join(TASK_CLASSES)}")
-    module, cls = TASK_CLASSES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return family(name).hook("task")

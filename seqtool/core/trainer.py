@@ -176,6 +176,8 @@ class Trainer:
         self.state = TrainState()
         self.nan = NanPolicy(spec.train.on_nan)
         self.carry = None
+        # seconds of a --max-seconds budget kept for the last validation and the final test scoring
+        self.val_seconds = self.test_seconds = 0.0
         self.callbacks: list[Callable[["Trainer"], None]] = []
         self._stop_signal: int | None = None
         if resume is not None:
@@ -241,6 +243,12 @@ class Trainer:
             self.run.truncate_metrics(self.state.epoch)
 
     # ---- budget ------------------------------------------------------------------------------
+    def training_seconds(self) -> float | None:
+        """The part of --max-seconds that training may use: the whole budget less the time kept for
+        the last validation and the final test scoring (at least a tenth of it)."""
+        t = self.spec.train.max_seconds
+        return max(t - self.val_seconds - self.test_seconds, 0.1 * t) if t else None
+
     def fraction_done(self) -> float:
         t, s = self.spec.train, self.state
         fractions = []
@@ -250,14 +258,14 @@ class Trainer:
         else:
             fractions.append(s.epoch / t.epochs)
         if t.max_seconds:
-            fractions.append(s.elapsed / t.max_seconds)
+            fractions.append(s.elapsed / self.training_seconds())
         if t.max_tokens:
             fractions.append(s.items / t.max_tokens)
         return max(fractions)
 
     def _budget_left(self) -> bool:
         t, s = self.spec.train, self.state
-        if t.max_seconds and s.elapsed >= t.max_seconds:
+        if t.max_seconds and s.elapsed >= self.training_seconds():
             return False
         if t.max_tokens and s.items >= t.max_tokens:
             return False
@@ -296,8 +304,11 @@ class Trainer:
                 self.save(("last",))  # a step-0 checkpoint: resumable (and a rollback target) from the start
             self.reporter.start(f"train {self.task.name}", total=1.0)
             self._wall0, self._elapsed0 = time.perf_counter(), self.state.elapsed
+            if self.spec.train.max_seconds:  # [ddp] rank 0 scores, every rank keeps the same reserve
+                self.val_seconds, self.test_seconds = self.dist.on_main(
+                    lambda: self.task.held_out_seconds(self.model, self.device, self.spec.train.max_seconds))
             self.throttle = Throttle(self.reporter, self.state.items, self._wall0)
-            while self.state.epoch < self.spec.train.epochs and self._budget_left() and not self.state.done:
+            while self.state.epoch < self.spec.train.epochs and (self._budget_left() or self.state.global_step == 0) and not self.state.done:
                 sums, stopped = self.train_epoch()
                 bad = self._first_nonfinite_step(sums)
                 if bad is not None and self.spec.train.on_nan == "rollback":
@@ -397,7 +408,11 @@ class Trainer:
         s = self.state
         s.epoch, s.step_in_epoch, s.partial = s.epoch + 1, 0, {}
         self.carry = None
-        metrics = self.dist.on_main(lambda: self.task.evaluate(self.model, self.device))  # [ddp] rank 0 evaluates
+        label = self.task.validation_label()
+        self.reporter.update(self.fraction_done(), f"validating{' on ' + label if label else ''}...")
+        started = time.perf_counter()
+        metrics, self.val_seconds = self.dist.on_main(  # [ddp] rank 0 evaluates; its time is everyone's reserve
+            lambda: (self.task.evaluate(self.model, self.device), time.perf_counter() - started))
         s.elapsed = self.dist.same_time(self._elapsed0 + time.perf_counter() - self._wall0)  # [ddp] the mean of the clocks
         row = self._metrics_row(sums, metrics)
         improved = self._track_best(metrics)
@@ -434,9 +449,14 @@ class Trainer:
         if not self.dist.is_main:  # [ddp] rank 0 reports
             return summary
         chosen = self.selected_model()
+        if self.reporter.live and self.test_seconds >= 1:
+            self.reporter.log(f"scoring the test split (about {self.test_seconds:.0f} s)...")
+        started = time.perf_counter()
         test = self.task.test(chosen, self.device)
         if test:
             summary["test"] = {"epoch": self.state.best_epoch, **test}
+            summary["test_seconds"] = time.perf_counter() - started
+            summary["wall_seconds"] += summary["test_seconds"]  # the budget holds the test scoring too
         extra, sections = self.task.report(chosen, self.device, self.run.path)
         summary.update(extra)
         write_run_report(self.run, summary, self.task.monitor, sections)
@@ -484,7 +504,8 @@ class Trainer:
         monitor = self.task.monitor
         parts = [f"epoch {row['epoch']:>3}", f"train loss {row['train_loss']:.4f}"]
         if monitor in row:
-            parts.append(f"{monitor} {row[monitor]:.4f}")
+            label = self.task.validation_label()
+            parts.append(f"{monitor} {row[monitor]:.4f}" + (f" (on {label})" if label else ""))
         parts.append(f"{row[f'{self.task.unit}_per_s']:,.0f} {self.task.unit}/s")
         parts.append(f"{row['elapsed']:.0f}s")
         return "  ".join(parts)

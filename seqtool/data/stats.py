@@ -124,6 +124,22 @@ def ngram_of(code: int, n: int, vocab_size: int) -> list[int]:
     return ids[::-1]
 
 
+def stats_text(stats: dict, min_freq: int) -> str:
+    """corpus_stats() for a terminal: a summary line, the top n-grams side by side, where the dataset went."""
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, highlight=False, width=120)
+    console.print(f"{stats['corpus']}: {stats['tokens']:,} tokens, {stats['types']:,} types ({stats['level']}-level, clean={stats['clean']}, "
+                  f"min_freq={min_freq})")
+    console.print(ngram_table_view(stats))
+    if stats.get("out"):
+        console.print(f"wrote {stats['out']}")
+    return buffer.getvalue()
+
+
 def ngram_table_view(stats: dict):
     """The top n-grams of corpus_stats() side by side, as a rich Table (for the terminal)."""
     from rich.table import Table

@@ -307,3 +307,12 @@ def scores_table(result: dict) -> str:
              f"{'method':<16}{'sMAPE':>9}{'MASE':>9}{'OWA':>9}"]
     lines += [f"{r['method']:<16}{r['smape']:>9.3f}{r['mase']:>9.3f}{r['owa']:>9.3f}" for r in result["scores"]]
     return "\n".join(lines + [f"per series: {result['per_series']}"])
+
+
+def eval_command(checkpoint: str | None, data: str | None, *, device: str = "auto", as_json: bool = False, test: str | None = None,
+                 wide: bool | None = None, out: str | None = None) -> str:
+    """What `seqtool eval` prints for a panel run: the M4 scores on --test, or JSON."""
+    if test is None:
+        raise UsageError("a panel run is scored on a test file: seqtool eval RUN [DATA] --test TEST.csv")
+    result = evaluate_checkpoint(checkpoint, data, test, bool(wide), out, device)
+    return (json.dumps(result) if as_json else scores_table(result)) + "\n"

@@ -259,6 +259,11 @@ def read_panel(path: str, wide: bool, id_column: str | None, time_column: str | 
     return read_long(text, source, id_column or DEFAULT_ID, time_column or "ds", value_column or "y")
 
 
+def claims(corpus: str | None, target: str | None) -> bool:
+    """Data given with no --task is a panel when its header names an id column (and no target side is given)."""
+    return target is None and looks_like_panel(corpus)
+
+
 def looks_like_panel(path: str | None, id_column: str = "unique_id") -> bool:
     """Whether a file's header names an id column (the long layout of many series)."""
     from seqtool.data.corpora import peek_header

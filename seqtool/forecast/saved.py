@@ -124,3 +124,11 @@ def forecast_with_run(checkpoint: str, data: str | None, flags: dict, engine: st
         atomic_write_text(Path(flags["output.out"]), text)
         return None
     return text
+
+
+def eval_command(checkpoint: str | None, data: str | None, *, device: str = "auto", as_json: bool = False) -> str:
+    """What `seqtool eval` prints for a forecasting run: the k-step table, or JSON."""
+    from seqtool.forecast.report import text_table
+
+    result = evaluate_checkpoint(checkpoint, data, device)
+    return (json.dumps(result) if as_json else text_table(result)) + "\n"

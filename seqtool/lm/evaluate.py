@@ -58,3 +58,20 @@ def surprisal_tsv(rows: list[tuple[int, str, float]]) -> str:
 def perplexity_line(result: dict) -> str:
     return (f"{result['source']}: perplexity {result['perplexity']:.4f}  cross-entropy {result['cross_entropy_nats']:.4f} nats "
             f"({result['bits_per_token']:.4f} bits) per token over {result['tokens']:,} tokens")
+
+
+def eval_command(checkpoint: str | None, data: str | None, *, device: str = "auto", as_json: bool = False,
+                 per_token: str | None = None) -> str:
+    """What `seqtool eval` prints for a language model: the perplexity line (or JSON), and with
+    --per-token the surprisal table, to stdout ('-') or written to a file."""
+    from seqtool.core.run import atomic_write_text
+
+    result, rows = evaluate_lm(checkpoint, data, device=device, per_token=per_token is not None)
+    text = ""
+    if per_token == "-":
+        text += surprisal_tsv(rows)
+    elif per_token:
+        atomic_write_text(Path(per_token), surprisal_tsv(rows))
+    if as_json or per_token != "-":
+        text += (json.dumps(result) if as_json else perplexity_line(result)) + "\n"
+    return text

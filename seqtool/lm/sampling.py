@@ -109,3 +109,18 @@ def check_sampling(prefix: str, length: int, num: int, seed: int | None, tempera
         raise UsageError("--top-k must be >= 1")
     if top_p is not None and not 0 < top_p <= 1:
         raise UsageError("--top-p must be in (0, 1]")
+
+
+def write_samples(r, prefix: str, length: int, write: Callable[[str], None], *, num: int = 1, seed: int | None = None,
+                  as_json: bool = False, **choice) -> None:
+    """`seqtool sample`'s output through `write`: one sample per line (a line end inside a sample
+    reads as a space), or one JSON object per line; a single plain sample is written as it is
+    generated, piece by piece."""
+    import json
+
+    if num == 1 and not as_json:
+        r.task.generate(r.model, prefix, length, seed=seed, device=r.device, on_text=lambda piece: write(piece.replace("\n", " ")), **choice)
+        write("\n")
+        return
+    for i, text in enumerate(r.task.generate(r.model, prefix, length, num=num, seed=seed, device=r.device, **choice)):
+        write((json.dumps({"index": i, "prefix": prefix, "text": text}) if as_json else text.replace("\n", " ")) + "\n")

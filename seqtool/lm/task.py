@@ -22,6 +22,42 @@ from seqtool.data.text import Vocab
 EVAL_STREAMS, EVAL_WARMUP = 16, 256
 
 
+#: share of a --max-seconds budget the final test scoring may take before it is sampled (unless --test-tokens says otherwise)
+TEST_SHARE = 0.25
+
+
+def stream_spans(n_pred: int, streams: int, warmup: int = EVAL_WARMUP) -> list[tuple[int, int, int]]:
+    """All n_pred predictions as `streams` contiguous parts (begin, first, stop): part s predicts
+    [first, stop) and starts reading `warmup` tokens early (at begin)."""
+    streams = max(1, min(streams, n_pred // 64))  # parts of at least 64 predictions
+    bounds = [round(i * n_pred / streams) for i in range(streams + 1)]
+    return [(bounds[i] if i == 0 else max(0, bounds[i] - warmup), bounds[i], bounds[i + 1]) for i in range(streams)]
+
+
+def sample_spans(n_pred: int, tokens: int | None, seed: int, parts: int = EVAL_STREAMS, warmup: int = EVAL_WARMUP) -> list[tuple[int, int, int]]:
+    """About `tokens` of n_pred predictions as `parts` contiguous chunks, one at a seeded offset in
+    each of `parts` equal strata: spread over the whole part, and the same sample every time it is
+    asked for with the same seed (so validation numbers stay comparable across epochs). None, or
+    at least n_pred: every prediction (stream_spans)."""
+    if tokens is None or tokens >= n_pred:
+        return stream_spans(n_pred, parts, warmup)
+    parts = max(1, min(parts, tokens))
+    length, stratum = tokens // parts, n_pred // parts
+    generator = torch.Generator().manual_seed(seed)
+    offsets = [i * stratum + int(torch.randint(0, stratum - length + 1, (1,), generator=generator)) for i in range(parts)]
+    return [(max(0, first - warmup), first, first + length) for first in offsets]
+
+
+def span_reads(spans: list[tuple[int, int, int]]) -> int:
+    """Tokens a scoring pass over the spans reads (warm-ups included): what its time is proportional to."""
+    return sum(stop - begin for begin, _, stop in spans)
+
+
+def span_targets(ids: torch.Tensor, spans: list[tuple[int, int, int]]) -> torch.Tensor:
+    """The tokens the spans' predictions are scored on, in score_spans' order."""
+    return torch.cat([ids[first + 1 : stop + 1] for _, first, stop in spans]) if spans else ids[:0]
+
+
 @torch.no_grad()
 def token_surprisals(model: nn.Module, ids: torch.Tensor, device: torch.device, chunk: int = 512,
                      streams: int = 1, warmup: int = EVAL_WARMUP) -> torch.Tensor:
@@ -32,13 +68,21 @@ def token_surprisals(model: nn.Module, ids: torch.Tensor, device: torch.device, 
     parallel (S times fewer sequential steps); part s starts reading `warmup` tokens early, so its
     first predictions have that much history instead of all of it.
     """
+    return score_spans(model, ids, device, stream_spans(ids.numel() - 1, streams, warmup), chunk)
+
+
+@torch.no_grad()
+def score_spans(model: nn.Module, ids: torch.Tensor, device: torch.device, spans: list[tuple[int, int, int]],
+                chunk: int = 512) -> torch.Tensor:
+    """-log P(ids[p + 1] | ids[begin..p]) for the predictions p in [first, stop) of every span
+    (begin, first, stop), the spans read side by side as the columns of a batch; in span order."""
     was_training = model.training
     model.eval()
-    n_pred = ids.numel() - 1
-    streams = max(1, min(streams, n_pred // 64))  # parts of at least 64 predictions
-    bounds = [round(i * n_pred / streams) for i in range(streams + 1)]
-    begins = [bounds[0]] + [max(0, b - warmup) for b in bounds[1:-1]]
-    length = max(bounds[i + 1] - begins[i] for i in range(streams))
+    if not spans or ids.numel() < 2:
+        model.train(was_training)
+        return torch.zeros(0)
+    streams = len(spans)
+    length = max(stop - begin for begin, _, stop in spans)
     width = getattr(model, "output_width", 0)
     if width:  # a large vocabulary reads shorter chunks: each chunk's scores stay within ~16 MB
         chunk = max(8, min(chunk, (1 << 22) // (streams * width)))
@@ -46,17 +90,15 @@ def token_surprisals(model: nn.Module, ids: torch.Tensor, device: torch.device, 
     for start in range(0, length, chunk):  # a chunk's inputs are gathered when it is read: a long text is never copied whole
         steps = min(chunk, length - start)
         x = torch.zeros(steps + 1, streams, dtype=torch.long)  # right-padded: padding never feeds a real step
-        for i in range(streams):
-            piece = ids[begins[i] + start : min(bounds[i + 1] + 1, begins[i] + start + steps + 1)]
+        for i, (begin, _, stop) in enumerate(spans):
+            piece = ids[begin + start : min(stop + 1, begin + start + steps + 1)]
             x[: piece.numel(), i] = piece
         x = x.to(device)
         nll, state = model(x[:-1], state, x[1:])
         scores.append(nll.cpu())
     model.train(was_training)
-    if not scores:
-        return torch.zeros(0)
     table = torch.cat(scores)
-    return torch.cat([table[bounds[i] - begins[i] : bounds[i + 1] - begins[i], i] for i in range(streams)])
+    return torch.cat([table[first - begin : stop - begin, i] for i, (begin, first, stop) in enumerate(spans)])
 
 
 def perplexity_report(surprisal: torch.Tensor) -> dict[str, float]:
@@ -211,14 +253,53 @@ class LanguageModelTask(Task):
         nll, state = model(x, state, y)
         return nll.mean(), y.numel(), state
 
+    # ---- held-out scoring: a bounded validation sample, the test split in full (or what the budget allows)
+    def _val_spans(self) -> list[tuple[int, int, int]]:
+        return sample_spans(self.val_ids.numel() - 1, self.spec.data.val_tokens, self.spec.train.seed)
+
+    def _test_spans(self) -> list[tuple[int, int, int]]:
+        given = self.spec.data.test_tokens  # None: the whole split unless the budget says otherwise; 0: the whole split
+        cap = self._test_cap if given is None else (given or None)
+        return sample_spans(self.test_ids.numel() - 1, cap, self.spec.train.seed + 1)
+
+    _test_cap: int | None = None  # set by held_out_seconds when the whole test split would not fit the time budget
+
+    def held_out_seconds(self, model, device, budget: float) -> tuple[float, float]:
+        """Time a scoring pass over a small slice, then predict validation's and the test's seconds
+        from the tokens each reads. Unless --test-tokens says otherwise (or --val-tokens 0 asks for
+        every held-out token), a test split that would take more than TEST_SHARE of the budget is
+        sampled down to what fits (test() reports both sizes)."""
+        import time
+
+        probe = sample_spans(self.val_ids.numel() - 1, EVAL_STREAMS * 512, self.spec.train.seed)
+        started = time.perf_counter()
+        score_spans(model, self.val_ids, device, probe)
+        per_token = (time.perf_counter() - started) / max(span_reads(probe), 1)
+        self._test_cap = None
+        test_seconds = span_reads(self._test_spans()) * per_token
+        sampling = self.spec.data.test_tokens is None and self.spec.data.val_tokens is not None  # --val-tokens 0: score everything
+        if sampling and test_seconds > TEST_SHARE * budget:
+            self._test_cap = max(EVAL_STREAMS * 64, int(TEST_SHARE * budget / per_token))
+            test_seconds = span_reads(self._test_spans()) * per_token
+        return span_reads(self._val_spans()) * per_token, test_seconds
+
+    def validation_label(self) -> str:
+        scored, total = sum(stop - first for _, first, stop in self._val_spans()), self.val_ids.numel() - 1
+        return f"{scored:,} tokens" + (f" of {total:,}" if scored < total else "")
+
     def evaluate(self, model, device) -> dict[str, float]:
-        report = perplexity_report(token_surprisals(model, self.val_ids, device, streams=EVAL_STREAMS))
-        return {"val_loss": report["cross_entropy_nats"], "val_ppl": report["perplexity"]}
+        report = perplexity_report(score_spans(model, self.val_ids, device, self._val_spans()))
+        return {"val_loss": report["cross_entropy_nats"], "val_ppl": report["perplexity"], "val_tokens": report["tokens"]}
 
     def test(self, model, device) -> dict[str, float]:
-        report = perplexity_report(token_surprisals(model, self.test_ids, device, streams=EVAL_STREAMS))
-        return {"test_loss": report["cross_entropy_nats"], "test_ppl": report["perplexity"], "test_tokens": report["tokens"],
-                "test_unk_tokens": int((self.test_ids[1:] == self.vocab.unk).sum())}
+        spans = self._test_spans()
+        report = perplexity_report(score_spans(model, self.test_ids, device, spans))
+        result = {"test_loss": report["cross_entropy_nats"], "test_ppl": report["perplexity"], "test_tokens": report["tokens"],
+                  "test_unk_tokens": int((span_targets(self.test_ids, spans) == self.vocab.unk).sum())}
+        if report["tokens"] < self.test_ids.numel() - 1:  # a sample: say of how much, and why
+            result["test_split_tokens"] = self.test_ids.numel() - 1
+            result["test_sampled_by"] = "--test-tokens" if self.spec.data.test_tokens else "--max-seconds"
+        return result
 
     # ---- generation --------------------------------------------------------------------------
     def encode_prefix(self, prefix: str) -> tuple[list[int], list[str]]:

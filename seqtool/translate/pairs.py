@@ -201,6 +201,11 @@ def strip_ids(ids: Iterable[int]) -> list[int]:
     return out
 
 
+def claims(corpus: str | None, target: str | None) -> bool:
+    """Data given with no --task is translation when it comes with a target side or looks like pairs."""
+    return target is not None or looks_like_pairs(corpus)
+
+
 def looks_like_pairs(corpus: str | None) -> bool:
     """True when the first non-blank lines of a corpus file all contain a tab (stdin is not peeked)."""
     from seqtool.data.corpora import peek

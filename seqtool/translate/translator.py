@@ -185,3 +185,13 @@ def evaluate_checkpoint(checkpoint: str | None, data: str | None, target: str | 
         atomic_write_text(folder / "eval.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
         atomic_write_text(folder / "eval.md", markdown_report(result))
     return result
+
+
+def eval_command(checkpoint: str | None, data: str | None, *, device: str = "auto", as_json: bool = False, tgt: str | None = None,
+                 beam: int | None = None, length_penalty: float | None = None, max_len: int | None = None,
+                 sentence_bleu: bool | None = None, out: str | None = None) -> str:
+    """What `seqtool eval` prints for a translation run: the Markdown report, or JSON."""
+    import json
+
+    result = evaluate_checkpoint(checkpoint, data, tgt, beam, length_penalty, max_len, bool(sentence_bleu), out, device)
+    return json.dumps(result, ensure_ascii=False) + "\n" if as_json else markdown_report(result)
