@@ -18,7 +18,7 @@ at least 3):
   with `--val-tokens 0`: the whole command's wall time.
 
 BENCH_PARTS (default "preprocess,train,budget,vocab"; train: training on the preprocessed stores) chooses the parts; BENCH_BASELINE=DIR (a checkout of
-an earlier commit) adds that seqtool's preprocess and budget runs as 'before' contenders.
+an earlier commit) adds that seqtool's default preprocess as a 'before' contender.
 
 Peak RSS is the process's own (wait4's ru_maxrss). Medians (min-max) over the rounds.
 """
@@ -101,15 +101,12 @@ def budget_run(store: Path, run: Path, extra: list[str], env: dict | None = None
 
 
 def budgets(work: Path, rounds: int) -> None:
-    """The --max-seconds 20 run on a 100 MB store, with the default validation sample and with
-    --val-tokens 0 (and, with BENCH_BASELINE, the earlier seqtool on the same store)."""
+    """The --max-seconds 20 run on a 100 MB store, with the default validation sample and with --val-tokens 0."""
     corpus, store = work / "c100.txt", work / "c100.tokens"
     build_corpus(corpus, 100_000_000)
     preprocess(corpus, store, [])
     contenders = {"train --max-seconds 20": lambda: budget_run(store, work / "b1", []),
                   "  ... --val-tokens 0": lambda: budget_run(store, work / "b2", ["--val-tokens", "0"])}
-    if baseline_env():
-        contenders["before (BENCH_BASELINE)"] = lambda: budget_run(store, work / "b3", [], baseline_env())
     results = alternate(contenders, rounds)
     print(f"\nTime budget on a 100 MB character store (GRU 2 x 256, default threads): {rounds} alternated rounds; median (min-max)")
     print(f"{'command':<34}{'wall s':>22}{'validation tokens':>22}{'test tokens':>26}{'peak RSS MiB':>20}")
