@@ -56,7 +56,7 @@ def measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str
     """-> (wall seconds, peak RSS MiB, stdout) of a command in its own process."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=(env or {}).get("PYTHONPATH"))  # -m puts the cwd first
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         out.seek(0)
