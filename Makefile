@@ -8,7 +8,7 @@ SEQTOOL := $(VENV)/bin/seqtool
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 BUILD := build
 
-.PHONY: bench-word venv demo test bench stress lm forecast m4 translate clean help
+.PHONY: bench-word venv demo test bench stress lm forecast m4 translate label clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make forecast  forecast the synthetic sine (GRU) and airline-passengers (defaults), then 12 months past 1960 with intervals (~1 min)"
 	@echo "make m4      one global model for the 359 M4 weekly series (~2 min), scored on the M4 test file as the competition does"
 	@echo "make translate  train the default English->French translator on fra-eng, translate, score BLEU"
+	@echo "make label   classify SST-2 sentences and tag UD English parts of speech (defaults, ~4 min), score, predict"
 	@echo "make bench   benchmarks (prints numbers; takes several minutes)"
 	@echo "make stress  bad inputs, SIGKILLs and Ctrl-Cs in bulk; prints how many were tried and held (a few minutes)"
 
@@ -78,7 +79,17 @@ translate: $(BUILD)/translate/report.json
 	$(SEQTOOL) translate --checkpoint $(BUILD)/translate "Go." "I lost." "He's calm." "I'm home."
 	$(SEQTOOL) eval $(BUILD)/translate --out $(BUILD)/translate-eval
 
+# Classification and tagging on the shared data: train/valid(/test) layouts of catalog files, then eval and predict.
+label: $(STAMP)
+	$(SEQTOOL) train --task classify sst2-train --val-fraction 0.02 --out $(BUILD)/classify --overwrite --quiet
+	$(SEQTOOL) eval $(BUILD)/classify sst2-dev
+	echo "a gripping, funny and moving film" | $(SEQTOOL) predict --checkpoint $(BUILD)/classify --json
+	$(SEQTOOL) train ud-english-train --val-fraction 0.05 --out $(BUILD)/tag --overwrite --quiet
+	$(SEQTOOL) eval $(BUILD)/tag ud-english-valid
+	echo "The quick brown fox jumps over the lazy dog ." | $(SEQTOOL) predict --checkpoint $(BUILD)/tag
+
 bench: $(STAMP)
+	$(PY) bench/bench_label.py
 	$(PY) bench/bench_lm.py
 	$(PY) bench/bench_forecast.py
 	$(PY) bench/bench_many.py

@@ -4,5 +4,6 @@ order is the order in which families claim data given without --task: the first 
 FAMILY_MODULES = (
     "seqtool.lm.family",
     "seqtool.forecast.family",
+    "seqtool.label.family",
     "seqtool.translate.family",
 )

@@ -20,10 +20,11 @@ from seqtool.core.spec import OPTIONS, from_dict, options_markdown
 TASKS = family_names()
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS_FOR = {"lm": "timemachine", "translate": "fra-eng", "forecast": "airline-passengers", "panel": "m4-weekly-train"}
+CORPUS_FOR = {"lm": "timemachine", "translate": "fra-eng", "forecast": "airline-passengers", "panel": "m4-weekly-train",
+              "classify": "sst2-train", "tag": "ud-english-train"}
 FREE_TEXT = {"data.encoding": "latin-1", "forecast.column": "Passengers", "forecast.time_column": "Month",
              "translate.tgt": "fr.txt", "output.out": "somewhere", "output.runs_root": "elsewhere", "forecast.difference": "12,1",
-             "forecast.id_column": "series"}
+             "forecast.id_column": "series", "label.text_column": "review", "label.label_column": "stars", "label.tag_column": "xpos"}
 
 
 def other_value(option: S.Option, task: str):
@@ -178,6 +179,20 @@ def tiny_run_specs(task: str, tmp_path: Path) -> list[dict]:
                  "forecast": {**common, "id_column": "series", "time_column": "time", "column": "value", "intervals": [80], "tau": 6}},
                 {"data": {"corpus": str(tmp_path / "wide.csv")}, "model": {"cell": "lstm", "hidden": 4},
                  "forecast": {**common, "wide": True, "season": 4, "history": 2, "combine": "none"}}]
+    elif task == "classify":
+        (tmp_path / "r.csv").write_text("id,review,stars\n" + "".join(f"{i},good film {i % 7},5\n{i},bad plot {i % 5},1\n" for i in range(20)))
+        layout = tmp_path / "sst"
+        layout.mkdir()
+        for part in ("train", "valid", "test"):
+            (layout / f"{part}.tsv").write_text("a fine film\tpos\na dull film\tneg\n" * 4)
+        runs = [{"data": {"corpus": str(tmp_path / "r.csv"), "val_fraction": 0.2, "max_len": 3}, "model": model,
+                 "label": {"text_column": "review", "label_column": "stars", "class_weights": "balanced", "char_embed": 4}},
+                {"data": {"corpus": str(layout)}, "model": model, "label": {"pool": "attention"}}]
+    elif task == "tag":
+        (tmp_path / "t.conllu").write_text("".join(f"1\tDogs\tdog\tNOUN\tNNS\t_\t2\tnsubj\t_\t_\n2\tbark{i}\tbark\tVERB\tVBP\t_\t0\troot\t_\t_\n\n"
+                                                   for i in range(20)))
+        runs = [{"data": {"corpus": str(tmp_path / "t.conllu"), "val_fraction": 0.2, "max_len": 1}, "model": model,
+                 "label": {"tag_column": "xpos", "char_embed": 4}}]
     else:
         runs = [{"data": {"corpus": "airline-passengers"}, "model": {"cell": "lstm", "hidden": 4}, "forecast": {"horizon": 2, "k": [1, 2]}},
                 {"forecast": {"synthetic": "sine", "length": 200, "n_train": 150, "k": [1]}}]

@@ -18,7 +18,7 @@ from seqtool.core.errors import SeqtoolError, one_line, user_message
 
 app = typer.Typer(
     name="seqtool",
-    help="Recurrent sequence modeling: language models, forecasting and translation.",
+    help="Recurrent sequence modeling: language models, forecasting, translation, classification and tagging.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

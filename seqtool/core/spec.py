@@ -103,8 +103,8 @@ def opt(default: Any, help: str, **meta) -> Any:
     return field(default=default, metadata={"opt": Opt(help, **meta)})
 
 
-LM, TR, FC, PN = ("lm",), ("translate",), ("forecast",), ("panel",)
-FP = FC + PN
+LM, TR, FC, PN, CL, TG = ("lm",), ("translate",), ("forecast",), ("panel",), ("classify",), ("tag",)
+FP, LB = FC + PN, CL + TG
 
 
 @dataclass
@@ -113,10 +113,11 @@ class DataSpec:
     level: str = opt("char", "Tokens: characters or words.", tasks=LM, choices=("char", "word"))
     clean: str = opt("letters", "letters (lowercase letters, other runs -> one space), lower, or none.", tasks=LM,
                      choices=("letters", "lower", "none"))
-    min_freq: int = opt(0, "Rarer tokens become <unk>.", tasks=LM + TR, low=0, high=MAX_SIZE)
-    val_fraction: float = opt(0.1, "Held-out part: the corpus's tail (lm) or a share of the source sentences (translate); "
+    min_freq: int = opt(0, "Rarer tokens become <unk>.", tasks=LM + TR + LB, low=0, high=MAX_SIZE)
+    val_fraction: float = opt(0.1, "Held-out part: the corpus's tail (lm) or a share of the source sentences (translate) or of "
+                              "the examples (classify, tag; a train/valid/test directory brings its own); "
                               "its first half chooses the checkpoint (validation), the second is reported (test).",
-                              tasks=LM + TR, low=0, high=1, high_open=True)
+                              tasks=LM + TR + LB, low=0, high=1, high_open=True)
     val_tokens: int | None = opt(131072, "Language model: validation scores this many held-out tokens, a fixed seeded sample of "
                                  "contiguous chunks, the same every epoch (0 = the whole validation part).", tasks=LM, low=0,
                                  low_open=True, high=MAX_SIZE, zero_means_none=True)
@@ -124,6 +125,10 @@ class DataSpec:
                                   "0 = the whole test part). Unset: the whole part, or with --max-seconds and a sampled validation what "
                                   "fits a quarter of the budget.",
                                   tasks=LM, low=0, high=MAX_SIZE, resumable=True)
+    max_len: int | None = opt(None, "Translation: drop pairs with more tokens than this on either side; classify and tag: "
+                              "cut longer sequences to this many tokens for training (how many were cut is in the report) "
+                              "(0 = no limit).", tasks=TR + LB, low=0, low_open=True, zero_means_none=True,
+                              by_task={"classify": 200, "tag": 200})
     steps: int = opt(64, "Tokens per training sequence (num_steps); translation: longest sentence kept.", tasks=LM + TR,
                      low=0, low_open=True, high=MAX_SIZE, by_task={"translate": 16})
     sampling: str = opt("sequential", "sequential (state carried, detached) or random windows.", tasks=LM,
@@ -138,20 +143,20 @@ class ModelSpec:
     cell: str = opt("gru", "rnn | gru | lstm; forecasting also mlp (autoregressive on a window; panel: the whole horizon at once).",
                     choices=(*RECURRENT_CELLS, "mlp"), only_for={"mlp": FP}, aliases=("--model",), by_task={"forecast": "mlp", "panel": "mlp"})
     hidden: int = opt(256, "Hidden units per layer.", low=0, low_open=True, high=MAX_SIZE,
-                      by_task={"forecast": 10, "forecast:recurrent": 32, "panel": 256, "panel:recurrent": 64})
+                      by_task={"forecast": 10, "forecast:recurrent": 32, "panel": 256, "panel:recurrent": 64, "classify": 128, "tag": 128})
     layers: int = opt(2, "Recurrent layers (panel mlp: hidden layers).", low=0, low_open=True, high=MAX_SIZE,
-                      by_task={"forecast": 1, "panel": 3, "panel:recurrent": 1})
+                      by_task={"forecast": 1, "panel": 3, "panel:recurrent": 1, "classify": 2, "tag": 1})
     dropout: float = opt(0.1, "Dropout on embeddings, between layers and before the output layer.", low=0, high=1,
-                         high_open=True, by_task={"forecast": 0.0, "translate": 0.3, "panel": 0.0})
-    embed: int = opt(32, "Embedding size; 0 = one-hot inputs.", tasks=LM + TR, low=0, high=MAX_SIZE,
-                     by_task={"translate": 256})
+                         high_open=True, by_task={"forecast": 0.0, "translate": 0.3, "panel": 0.0, "classify": 0.5, "tag": 0.3})
+    embed: int = opt(32, "Embedding size; 0 = one-hot inputs.", tasks=LM + TR + LB, low=0, high=MAX_SIZE,
+                     by_task={"translate": 256, "classify": 128, "tag": 100})
     tie_weights: bool = opt(False, "Share embedding and output weights (needs --embed = --hidden; adaptive: the head's words).",
                             tasks=LM)
     softmax: str = opt("full", "Language model output: full, or adaptive (torch's adaptive log-softmax; clusters by frequency: "
                        "the words of 80% of the text, then of 95%, then the rest) for large vocabularies.", tasks=LM,
                        choices=("full", "adaptive"))
-    bidirectional: bool = opt(False, "Bidirectional encoder (translation; refused where it would see the future).",
-                              off_flag="--unidirectional", by_task={"translate": True})
+    bidirectional: bool = opt(False, "Bidirectional encoder (translation, classify, tag; refused where it would see the future).",
+                              off_flag="--unidirectional", by_task={"translate": True, "classify": True, "tag": True})
     impl: str = opt("fused", "fused (torch/cuDNN/oneDNN) or scratch (cells from their equations, same parameters).",
                     choices=("fused", "scratch"))
     init: str = opt("default", "Recurrent weight initialisation: default or orthogonal.", choices=("default", "orthogonal"))
@@ -161,15 +166,15 @@ class ModelSpec:
 @dataclass
 class TrainSpec:
     batch: int = opt(64, "Sequences (windows, sentence pairs) per batch; the global batch under DDP.", low=0, low_open=True,
-                     high=MAX_SIZE, by_task={"forecast": 16, "panel": 1024})
+                     high=MAX_SIZE, by_task={"forecast": 16, "panel": 1024, "classify": 32, "tag": 32})
     epochs: int = opt(1000, "Epoch budget.", low=0, low_open=True, resumable=True,
-                      by_task={"forecast": 5, "forecast:recurrent": 30, "translate": 15, "panel": 20})
+                      by_task={"forecast": 5, "forecast:recurrent": 30, "translate": 15, "panel": 20, "classify": 30, "tag": 100})
     max_seconds: float | None = opt(120.0, "Time budget in seconds (0 = none).", low=0, low_open=True, zero_means_none=True,
                                     resumable=True, by_task={"forecast": None, "panel": None})
     max_tokens: int | None = opt(None, "Token budget (0 = none).", low=0, low_open=True, zero_means_none=True, resumable=True)
     optimizer: str = opt("adam", "sgd | adam | adamw", choices=("sgd", "adam", "adamw"))
     lr: float = opt(4e-3, "Learning rate.", low=0, low_open=True,
-                    by_task={"forecast": 0.01, "forecast:recurrent": 0.005, "translate": 0.003, "panel": 0.001})
+                    by_task={"forecast": 0.01, "forecast:recurrent": 0.005, "translate": 0.003, "panel": 0.001, "classify": 0.002, "tag": 0.002})
     weight_decay: float = opt(0.0, "Weight decay.", low=0)
     schedule: str = opt("cosine", "none | cosine (over the budget) | step (x0.1 at 50% and 75%) | plateau (halve when held-out stalls).",
                         choices=("none", "cosine", "step", "plateau"), by_task={"forecast": "none", "forecast:recurrent": "cosine", "panel": "cosine"})
@@ -178,9 +183,9 @@ class TrainSpec:
                              zero_means_none=True, by_task={"forecast": None, "forecast:recurrent": 1.0, "panel": None, "panel:recurrent": 1.0})
     truncation: str = opt("fixed", "fixed (truncated BPTT) | random (unbiased random cuts) | full (exact gradient per stream).",
                           tasks=LM, choices=("fixed", "random", "full"))
-    unk_rate: float = opt(0.0, "Language model: each occurrence of a word seen once in training reads as <unk> with this "
-                          "probability, so the model learns how likely an unseen word is (the vocabulary is unchanged).", tasks=LM,
-                          low=0, high=1)
+    unk_rate: float = opt(0.0, "Language model, classify, tag: each occurrence of a word seen once in training reads as <unk> with this "
+                          "probability, so the model learns how likely an unseen word is (the vocabulary is unchanged).", tasks=LM + LB,
+                          low=0, high=1, by_task={"classify": 0.5, "tag": 0.5})
     patience: int | None = opt(None, "Stop after this many epochs without improvement (0 = never).", low=0, low_open=True,
                                zero_means_none=True, resumable=True)
     seed: int = opt(0, "Seed of initialisation, batches, splits and synthetic data.", low=0, high=MAX_SEED)
@@ -255,8 +260,6 @@ class TranslateSpec:
 
     tgt: str | None = opt(None, "Aligned target-side file (line i translates line i of the corpus).", tasks=TR)
     reverse: bool = opt(False, "Swap source and target (French -> English from fra-eng).", tasks=TR)
-    max_len: int | None = opt(None, "Drop pairs with more tokens than this on either side (0 = keep all).", tasks=TR, low=0,
-                              low_open=True, zero_means_none=True)
     attention: str = opt("none", "none (the classic fixed context) | additive (Bahdanau).", tasks=TR, choices=("none", "additive"),
                          by_task={"translate": "additive"})
     label_smoothing: float = opt(0.0, "Label smoothing of the training loss.", tasks=TR, low=0, high=1, high_open=True,
@@ -268,9 +271,29 @@ class TranslateSpec:
 
 
 @dataclass
+class LabelSpec:
+    """Sequence classification (a label per sequence) and tagging (a label per token) only."""
+
+    text_column: str | None = opt(None, "classify: the text column of a CSV with a header (name or 1-based position); "
+                                  "default: 'text', else the first.", tasks=CL)
+    label_column: str | None = opt(None, "classify: the label column of a CSV (name or 1-based position); default: 'label', "
+                                   "else the last. A TSV's label is its last field.", tasks=CL)
+    tag_column: str = opt("upos", "tag: the CoNLL-U column holding the tags: upos, xpos, deprel or a 1-based number "
+                          "(a two-column CoNLL file's tags are its last column).", tasks=TG)
+    pool: str = opt("mean", "classify: how the recurrent outputs become one vector: the last states, their mean, their "
+                    "maximum, or attention.", tasks=CL, choices=("last", "mean", "max", "attention"))
+    class_weights: str = opt("none", "classify: none, or balanced (each class's loss weighted by n / (classes x its count)).",
+                             tasks=CL, choices=("none", "balanced"))
+    char_embed: int = opt(0, "A character-level encoding of each word (a convolution over its characters) this wide, beside "
+                          "the word's embedding, so unseen words still get one (0 = none).", tasks=LB, low=0, high=MAX_SIZE,
+                          by_task={"tag": 50})
+
+
+@dataclass
 class RunSpec:
-    task: str = opt("lm", "lm | translate | forecast | panel (many series, one model) (default: translate for a tab-separated "
-                    "corpus or --tgt, panel for a CSV with an id column, else lm).",
+    task: str = opt("lm", "lm | translate | forecast | panel (many series, one model) | classify (a label per sequence) | tag "
+                    "(a label per token) (default: translate for a tab-separated corpus or --tgt, panel for a CSV with an id "
+                    "column, tag for CoNLL files, else lm).",
                     check=lambda where, v: _check_task(where, v))
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -278,6 +301,7 @@ class RunSpec:
     output: OutputSpec = field(default_factory=OutputSpec)
     forecast: ForecastSpec = field(default_factory=ForecastSpec)
     translate: TranslateSpec = field(default_factory=TranslateSpec)
+    label: LabelSpec = field(default_factory=LabelSpec)
 
     def to_dict(self, only_used: bool = False) -> dict:
         """Nested dicts; `only_used` keeps the options this spec's task reads (what a run saves, so
@@ -306,7 +330,7 @@ class RunSpec:
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(RunSpec) if f.name != "task"}
 #: keys renamed so that every YAML key is its flag; old checkpoints and spec files still use these
-LEGACY_KEYS = {"output.dir": "output.out", "translate.target": "translate.tgt"}
+LEGACY_KEYS = {"output.dir": "output.out", "translate.target": "translate.tgt", "translate.max_len": "data.max_len"}
 
 
 @dataclass(frozen=True)
@@ -433,8 +457,14 @@ def _renamed(raw: dict) -> dict:
         raw["forecast"] = {("transform" if k == "log" else k): (("log" if v else "none") if k == "log" else v) for k, v in raw["forecast"].items()}
     for old, new in LEGACY_KEYS.items():
         section, key = old.split(".")
+        to_section, to_key = new.split(".")
         if isinstance(raw.get(section), dict) and key in raw[section]:
-            raw[section] = {(new.split(".")[1] if k == key else k): v for k, v in raw[section].items()}
+            if to_section == section:
+                raw[section] = {(to_key if k == key else k): v for k, v in raw[section].items()}
+            elif raw.get(to_section) is None or isinstance(raw[to_section], dict):  # moved to another section
+                value = raw[section][key]
+                raw[section] = {k: v for k, v in raw[section].items() if k != key}
+                raw[to_section] = {**(raw.get(to_section) or {}), to_key: value}
     return raw
 
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqtool.nn.stack import RecurrentStack, State
 
@@ -114,22 +113,7 @@ class Seq2Seq(nn.Module):
         return DecoderState(rnn, memory, keys, mask, top)
 
     def _encode(self, emb: torch.Tensor, src_len: torch.Tensor):
-        if self.encoder.impl == "fused":
-            packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
-            out, state = self.encoder(packed)
-            return pad_packed_sequence(out, batch_first=True, total_length=emb.size(1))[0], state
-        memory = emb.new_zeros(emb.size(0), emb.size(1), self.encoder.output_size)
-        lstm = self.cell == "lstm"
-        shape = (self.encoder.num_layers * self.encoder.num_directions, emb.size(0), self.encoder.hidden_size)
-        h, c = emb.new_zeros(shape), emb.new_zeros(shape) if lstm else None
-        for length in src_len.unique().tolist():
-            rows = (src_len == length).nonzero().squeeze(1).to(emb.device)
-            out, state = self.encoder(emb[rows, :length])
-            memory = memory.index_copy(0, rows, F.pad(out, (0, 0, 0, emb.size(1) - length)))
-            h = h.index_copy(1, rows, state[0] if lstm else state)
-            if lstm:
-                c = c.index_copy(1, rows, state[1])
-        return memory, ((h, c) if lstm else h)
+        return self.encoder.forward_padded(emb, src_len)
 
     def _merge(self, state: torch.Tensor, bridge: nn.Linear | None, squash: bool) -> torch.Tensor:
         if not self.bidirectional:

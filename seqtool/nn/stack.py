@@ -207,6 +207,51 @@ class RecurrentStack(nn.Module):
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         return self.rnn(x, state)
 
+    def forward_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """A right-padded batch (batch, steps, input), batch_first, each row read to its own length
+        (lengths (batch,)): outputs are zeros at padding and the state is each row's last real step,
+        both directions. Fused: packed sequences; scratch: rows of one length at a time."""
+        if not self.batch_first:
+            raise ValueError("forward_padded reads batch-first input")
+        if self.impl == "fused":
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, state = self.rnn(packed)
+            return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0], state
+        memory = x.new_zeros(x.size(0), x.size(1), self.output_size)
+        lstm = self.cell == "lstm"
+        shape = (self.num_layers * self.num_directions, x.size(0), self.hidden_size)
+        h, c = x.new_zeros(shape), x.new_zeros(shape) if lstm else None
+        for length in lengths.unique().tolist():
+            rows = (lengths == length).nonzero().squeeze(1).to(x.device)
+            out, state = self.rnn(x[rows, :length])
+            memory = memory.index_copy(0, rows, F.pad(out, (0, 0, 0, x.size(1) - length)))
+            h = h.index_copy(1, rows, state[0] if lstm else state)
+            if lstm:
+                c = c.index_copy(1, rows, state[1])
+        return memory, ((h, c) if lstm else h)
+
+    def forward_masked(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """forward_padded's result (in eval mode) computed over the whole width with masked steps: a
+        padded step keeps the state and outputs zeros. No packing and no data-dependent shapes, so
+        a graph exporter can unroll it."""
+        x = x if self.batch_first else x.transpose(0, 1)
+        mask = torch.arange(x.shape[1], device=x.device).unsqueeze(1) < lengths.to(x.device).unsqueeze(0)  # (steps, batch)
+        layer_in, lstm, h_n, c_n = x.transpose(0, 1), self.cell == "lstm", [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for d, suffix in enumerate([f"_l{layer}", f"_l{layer}_reverse"][: self.num_directions]):
+                zeros = layer_in.new_zeros(x.shape[0], self.hidden_size)
+                weights = [getattr(self.rnn, f"{w}{suffix}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                out, last, _ = run_layer(self.cell, layer_in, (zeros, zeros) if lstm else zeros, *weights, reverse=d == 1,
+                                         nonlinearity=self.nonlinearity, mask=mask)
+                outs.append(out)
+                h_n.append(last[0] if lstm else last)
+                if lstm:
+                    c_n.append(last[1])
+            layer_in = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+        out = layer_in.transpose(0, 1) if self.batch_first else layer_in
+        return out, ((torch.stack(h_n), torch.stack(c_n)) if lstm else torch.stack(h_n))
+
     def as_scratch(self) -> "RecurrentStack":
         """The same stack with the same weights, computed by the scratch cells (plain tensor ops:
         what graph exporters can lower where a fused kernel has no translation)."""

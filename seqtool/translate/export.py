@@ -18,7 +18,6 @@ from torch import nn
 
 from seqtool.core.errors import SeqtoolError
 from seqtool.core.export import Graph
-from seqtool.nn.cells import run_layer
 from seqtool.nn.seq2seq import DecoderState, Seq2Seq
 
 
@@ -35,26 +34,12 @@ class EncoderGraph(nn.Module):
         self.model = model
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor):
-        m, rnn = self.model, self.model.encoder.rnn
-        steps = src.shape[1]
-        mask = torch.arange(steps).unsqueeze(1) < src_len.unsqueeze(0)  # (steps, n)
-        layer_in, h_n, c_n = m.src_embed(src).transpose(0, 1), [], []
-        lstm, n = m.cell == "lstm", src.shape[0]
-        for layer in range(rnn.num_layers):
-            outs = []
-            for d, suffix in enumerate([f"_l{layer}", f"_l{layer}_reverse"][: 2 if m.bidirectional else 1]):
-                zeros = layer_in.new_zeros(n, rnn.hidden_size)
-                weights = [getattr(rnn, f"{w}{suffix}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                out, last, _ = run_layer(m.cell, layer_in, (zeros, zeros) if lstm else zeros, *weights, reverse=d == 1, mask=mask)
-                outs.append(out)
-                h_n.append(last[0] if lstm else last)
-                if lstm:
-                    c_n.append(last[1])
-            layer_in = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
-        memory = layer_in.transpose(0, 1)
-        h = m._merge(torch.stack(h_n), m.bridge, True)
+        m = self.model
+        memory, state = m.encoder.forward_masked(m.src_embed(src), src_len)
+        lstm = m.cell == "lstm"
+        h = m._merge(state[0] if lstm else state, m.bridge, True)
         keys = m.attention.project_keys(memory) if m.attention is not None else memory
-        states = (h, m._merge(torch.stack(c_n), m.bridge_c, False)) if lstm else (h,)
+        states = (h, m._merge(state[1], m.bridge_c, False)) if lstm else (h,)
         return (memory, keys, *states, h[-1])
 
 

@@ -85,9 +85,9 @@ class TranslationTask(Task):
         pairs = read_pairs(d.corpus, tr.tgt, d.encoding, d.encoding_errors)
         if tr.reverse:
             pairs = P.reverse_pairs(pairs)
-        kept = P.filter_length(pairs, tr.max_len)
+        kept = P.filter_length(pairs, d.max_len)
         if not kept:
-            raise SeqtoolError(f"no sentence pair has at most {tr.max_len} tokens on both sides; raise --max-len")
+            raise SeqtoolError(f"no sentence pair has at most {d.max_len} tokens on both sides; raise --max-len")
         # held-out sources, halved: validation chooses the checkpoint, test is reported (never seen by the choice)
         train, held = P.split_by_source(kept, d.val_fraction, spec.train.seed)
         if len({P.sentence_key(p.source) for p in held}) < 2:

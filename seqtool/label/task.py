@@ -1,0 +1,295 @@
+"""Classification (a label per sequence) and tagging (a label per token) as Tasks: the data, its
+vocabularies, batches of similar lengths, the loss, validation, the test split and the report."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.core.task import Task
+from seqtool.label import data as D
+from seqtool.label.metrics import classification_scores, tagging_scores
+from seqtool.label.model import SequenceClassifier, SequenceTagger
+
+PAD, UNK = "<pad>", "<unk>"
+MAX_LETTERS = 20  # characters of a word the character encoding reads
+BUCKET = 50  # batches drawn together and sorted by length, so a batch's sequences are of similar length
+
+
+_DIGITS = str.maketrans("0123456789", "0000000000")
+
+
+def word_key(word: str) -> str:
+    """How a word is looked up: lowercase, digits as 0 (its characters, case included, go to the
+    character encoding), so 'The'/'the' and '1998'/'2001' share what the few examples teach."""
+    return word.lower().translate(_DIGITS)
+
+
+class Index:
+    """Strings <-> ids with <pad> = 0 and <unk> = 1 (words, characters)."""
+
+    def __init__(self, itos: list[str]):
+        if itos[:2] != [PAD, UNK] or len(set(itos)) != len(itos):
+            raise ValueError("an index starts with <pad>, <unk> and has no duplicates")
+        self.itos, self.stoi = itos, {s: i for i, s in enumerate(itos)}
+
+    @classmethod
+    def build(cls, counts: Counter, min_freq: int = 1) -> "Index":
+        return cls([PAD, UNK] + [s for s, c in counts.most_common() if c >= max(min_freq, 1) and s not in (PAD, UNK)])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def ids(self, items) -> list[int]:
+        return [self.stoi.get(s, 1) for s in items]
+
+
+class LabelTask(Task):
+    """What classification and tagging share; `per_token` says which one this is."""
+
+    per_token = False
+    suffixes: tuple[str, ...] = ()
+    cuts_scored = True  # sequences past --max-len are cut for scoring too (tagging scores every token)
+
+    def __init__(self, spec, parts: dict[str, list[D.Sequence]] | None, words: Index, chars: Index, labels: list[str]):
+        super().__init__(spec)
+        self.words, self.chars, self.labels = words, chars, labels
+        self.label_id = {label: i for i, label in enumerate(labels)}
+        self.parts = parts or {}
+        self.truncated: dict[str, int] = {}
+        if parts:
+            cut = parts if self.cuts_scored else {"train": parts["train"]}  # the parts whose sequences are cut
+            self.truncated = {name: sum(len(s.tokens) > spec.data.max_len for s in part) for name, part in cut.items()} \
+                if spec.data.max_len else {}
+            counts = Counter(word_key(w) for s in parts["train"] for w in s.tokens)
+            self.once = torch.tensor([counts.get(w, 0) == 1 for w in words.itos])  # words --unk-rate may hide
+
+    # ---- building ----------------------------------------------------------------------------------
+    @classmethod
+    def read(cls, spec, arg: str) -> list[D.Sequence]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_spec(cls, spec) -> "LabelTask":
+        d = spec.data
+        if not d.corpus:
+            raise UsageError(f"no data given: pass DATA (a file, a directory with {'/'.join(p + cls.suffixes[0] for p in D.PARTS)}, "
+                             "'-' for stdin, or a catalog name)")
+        layout = D.layout_files(d.corpus, cls.suffixes)
+        if layout:
+            parts = {name: cls.read(spec, str(path)) for name, path in layout.items()}
+        else:
+            parts = split_examples(cls.read(spec, d.corpus), d.val_fraction, spec.train.seed)
+        train = parts["train"]
+        words = Index.build(Counter(word_key(w) for s in train for w in s.tokens), d.min_freq)
+        chars = Index.build(Counter(c for s in train for w in s.tokens for c in w))
+        counts = Counter(label for s in train for label in s.labels)
+        labels = [label for label, _ in counts.most_common()]
+        cls.check_labels(labels, d.corpus)
+        task = cls(spec, parts, words, chars, labels)
+        task.label_counts = [counts[label] for label in labels]
+        task.longest = min(max(len(s.tokens) for s in train), d.max_len or 1 << 30)
+        return task
+
+    @classmethod
+    def check_labels(cls, labels: list[str], where: str) -> None:
+        pass
+
+    @classmethod
+    def from_checkpoint(cls, spec, task_state: dict) -> "LabelTask":
+        task = cls(spec, None, Index(list(task_state["words"])), Index(list(task_state["chars"])), list(task_state["labels"]))
+        task.label_counts, task.longest = list(task_state["label_counts"]), int(task_state["longest"])
+        return task
+
+    def task_state(self) -> dict:
+        return {"words": self.words.itos, "chars": self.chars.itos, "labels": self.labels, "label_counts": self.label_counts,
+                "longest": self.longest}
+
+    # ---- batches -----------------------------------------------------------------------------------
+    def encode(self, sequences: list[list[str]], limit: int | None = None) -> dict[str, torch.Tensor]:
+        """Token lists -> padded ids (n, steps), lengths (n,) and, with a character encoding, chars (n, steps, letters);
+        each sequence cut to `limit` tokens."""
+        cut = [tokens[:limit] if limit else tokens for tokens in sequences]
+        lengths = torch.tensor([max(len(t), 1) for t in cut])
+        steps = int(lengths.max()) if cut else 1
+        ids = torch.zeros(len(cut), steps, dtype=torch.long)
+        for row, tokens in enumerate(cut):
+            ids[row, : len(tokens)] = torch.tensor(self.words.ids(map(word_key, tokens)), dtype=torch.long)
+        batch = {"ids": ids, "lengths": lengths}
+        if self.spec.label.char_embed:
+            letters = max((min(len(w), MAX_LETTERS) for t in cut for w in t), default=1)
+            chars = torch.zeros(len(cut), steps, letters, dtype=torch.long)
+            for row, tokens in enumerate(cut):
+                for col, word in enumerate(tokens):
+                    chars[row, col, : min(len(word), MAX_LETTERS)] = torch.tensor(self.chars.ids(word[:MAX_LETTERS]), dtype=torch.long)
+            batch["chars"] = chars
+        return batch
+
+    def targets(self, sequences: list[D.Sequence], steps: int | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batch_of(self, sequences: list[D.Sequence]) -> dict[str, torch.Tensor]:
+        batch = self.encode([s.tokens for s in sequences], self.spec.data.max_len)
+        batch["y"] = self.targets(sequences, batch["ids"].shape[1])
+        return batch
+
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.parts["train"]) / self.spec.train.batch)
+
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[dict]:
+        """Shuffled, then sorted by length within buckets of BUCKET batches (little padding), in shuffled order."""
+        train, size = self.parts["train"], self.spec.train.batch
+        order = torch.randperm(len(train), generator=generator).tolist()
+        batches = []
+        for start in range(0, len(order), size * BUCKET):
+            bucket = sorted(order[start : start + size * BUCKET], key=lambda i: len(train[i].tokens))
+            batches += [bucket[i : i + size] for i in range(0, len(bucket), size)]
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            batch = self.batch_of([train[i] for i in batches[b]])
+            if self.spec.train.unk_rate:  # words seen once read as <unk> with probability --unk-rate
+                hide = self.once[batch["ids"]] & (torch.rand(batch["ids"].shape, generator=generator) < self.spec.train.unk_rate)
+                batch["ids"] = batch["ids"].masked_fill(hide, 1)
+            yield batch
+
+    def forward(self, model, batch: dict, device) -> torch.Tensor:
+        chars = batch.get("chars")
+        return model(batch["ids"].to(device, non_blocking=True), batch["lengths"], None if chars is None else chars.to(device, non_blocking=True))
+
+    @torch.no_grad()
+    def predict(self, model, sequences: list[list[str]], device, limit: int | None = None, size: int = 256) -> list[torch.Tensor]:
+        """Class (or tag) probabilities of each sequence, in input order; read in batches of similar lengths."""
+        was_training = model.training
+        model.eval()
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        out: list[torch.Tensor | None] = [None] * len(sequences)
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
+            batch = self.encode([sequences[i] for i in rows], limit)
+            probs = self.forward(model, batch, device).softmax(-1).cpu()
+            for k, i in enumerate(rows):
+                out[i] = probs[k, : int(batch["lengths"][k])] if self.per_token else probs[k]
+        model.train(was_training)
+        return out
+
+    def build_kwargs(self) -> dict:
+        m = self.spec.model
+        return dict(embed=m.embed, hidden=m.hidden, layers=m.layers, cell=m.cell, dropout=m.dropout, bidirectional=m.bidirectional,
+                    impl=m.impl, chars=len(self.chars), char_embed=self.spec.label.char_embed)
+
+    def init_weights(self, model: nn.Module) -> nn.Module:
+        m = self.spec.model
+        model.rnn.reset_parameters(orthogonal=m.init == "orthogonal", forget_bias=m.forget_bias if m.cell == "lstm" else None)
+        return model
+
+    def report(self, model, device, run_dir):
+        entries = {"truncated": self.truncated, "max_len": self.spec.data.max_len} if self.truncated else {}
+        lines = [f"- sequences cut to --max-len {self.spec.data.max_len} tokens{'' if self.cuts_scored else ' for training'}: "
+                 + ", ".join(f"{name} {count}" for name, count in self.truncated.items())] if any(self.truncated.values()) else []
+        return entries, lines
+
+
+def split_examples(examples: list[D.Sequence], fraction: float, seed: int) -> dict[str, list[D.Sequence]]:
+    """train / valid / test from one file: a seeded shuffle; the held-out `fraction` is halved into
+    validation (chooses the checkpoint) and test (reported once)."""
+    if fraction <= 0:
+        raise UsageError("one file needs a held-out part: --val-fraction must be > 0 (or give a train/valid/test directory)")
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()
+    held = max(2, round(len(examples) * fraction))
+    if len(examples) - held < 1:
+        raise SeqtoolError(f"{len(examples)} examples are too few to hold out validation and test parts")
+    valid = held - held // 2
+    pick = lambda idx: [examples[i] for i in sorted(idx)]  # noqa: E731 - file order inside each part
+    return {"train": pick(order[held:]), "valid": pick(order[:valid]), "test": pick(order[valid:held])}
+
+
+class ClassifyTask(LabelTask):
+    name, monitor, monitor_lower_is_better, unit = "classify", "val_accuracy", False, "sentences"
+    suffixes = (".tsv", ".csv")
+
+    @classmethod
+    def read(cls, spec, arg: str) -> list[D.Sequence]:
+        return D.read_labelled(arg, spec.label.text_column, spec.label.label_column, spec.data.encoding, spec.data.encoding_errors)
+
+    @classmethod
+    def check_labels(cls, labels: list[str], where: str) -> None:
+        if len(labels) < 2:
+            raise SeqtoolError(f"{where}: every training example has the label {labels[0]!r}; a classifier needs at least two classes")
+
+    def build_model(self) -> nn.Module:
+        return self.init_weights(SequenceClassifier(len(self.words), len(self.labels), pool=self.spec.label.pool, **self.build_kwargs()))
+
+    def targets(self, sequences, steps=None) -> torch.Tensor:
+        return torch.tensor([self.label_id.get(s.labels[0], -100) for s in sequences])
+
+    def class_weights(self, device) -> torch.Tensor | None:
+        if self.spec.label.class_weights != "balanced":
+            return None
+        counts = torch.tensor(self.label_counts, dtype=torch.float)
+        return (counts.sum() / (len(counts) * counts)).to(device)
+
+    def train_loss(self, model, batch, state, device):
+        y = batch["y"].to(device)
+        return nn.functional.cross_entropy(self.forward(model, batch, device), y, weight=self.class_weights(device)), y.numel(), None
+
+    def scores(self, model, part: list[D.Sequence], device) -> dict:
+        probs = self.predict(model, [s.tokens for s in part], device, self.spec.data.max_len)
+        predicted = [self.labels[int(p.argmax())] for p in probs]
+        return classification_scores([s.labels[0] for s in part], predicted, self.labels)
+
+    def evaluate(self, model, device) -> dict[str, float]:
+        s = self.scores(model, self.parts["valid"], device)
+        return {"val_accuracy": s["accuracy"], "val_macro_f1": s["macro_f1"]}
+
+    def test(self, model, device) -> dict:
+        s = self.scores(model, self.parts["test"], device)
+        return {"test_accuracy": s["accuracy"], "test_macro_f1": s["macro_f1"], "test_examples": s["examples"],
+                **({"test_unseen_labels": s["unseen_labels"]} if s["unseen_labels"] else {})}
+
+
+class TagTask(LabelTask):
+    name, monitor, monitor_lower_is_better, unit = "tag", "val_accuracy", False, "tokens"
+    per_token, cuts_scored = True, False
+    suffixes = (".conllu", ".conll")
+
+    @classmethod
+    def read(cls, spec, arg: str) -> list[D.Sequence]:
+        return D.read_tagged(arg, spec.label.tag_column, spec.data.encoding, spec.data.encoding_errors)
+
+    def build_model(self) -> nn.Module:
+        return self.init_weights(SequenceTagger(len(self.words), len(self.labels), **self.build_kwargs()))
+
+    def targets(self, sequences, steps=None) -> torch.Tensor:
+        y = torch.full((len(sequences), steps), -100, dtype=torch.long)
+        for row, s in enumerate(sequences):
+            tags = [self.label_id.get(t, -100) for t in s.labels[:steps]]
+            y[row, : len(tags)] = torch.tensor(tags, dtype=torch.long)
+        return y
+
+    def train_loss(self, model, batch, state, device):
+        y = batch["y"].to(device)
+        logits = self.forward(model, batch, device)
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100), (y >= 0).sum(), None
+
+    def scores(self, model, part: list[D.Sequence], device) -> dict:
+        probs = self.predict(model, [s.tokens for s in part], device)
+        predicted = [[self.labels[int(i)] for i in p.argmax(-1)] for p in probs]
+        known = [[word_key(w) in self.words.stoi for w in s.tokens] for s in part]
+        return tagging_scores([s.labels for s in part], predicted, known, self.labels)
+
+    def evaluate(self, model, device) -> dict[str, float]:
+        return {"val_accuracy": self.scores(model, self.parts["valid"], device)["accuracy"]}
+
+    def test(self, model, device) -> dict:
+        s = self.scores(model, self.parts["test"], device)
+        out = {"test_accuracy": s["accuracy"], "test_tokens": s["tokens"]}
+        if s["unseen_accuracy"] is not None:
+            out["test_unseen_accuracy"] = s["unseen_accuracy"]
+        if "span_f1" in s:
+            out["test_span_f1"] = s["span_f1"]
+        return out

@@ -1,0 +1,286 @@
+"""Sequence classification and tagging: readers, metrics, the networks, and train -> eval -> predict
+-> export through the CLI, with the bad inputs each path must refuse in one line."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.label import data as D
+from seqtool.label.metrics import classification_scores, spans, tagging_scores
+from seqtool.label.model import SequenceClassifier, SequenceTagger
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+FAST = ["--threads", "1", "--max-seconds", "0", "--quiet", "--embed", "16", "--hidden", "24", "--batch", "16"]
+
+
+def one_error_line(result, code: int = 1) -> str:
+    assert result.code == code, (result.code, result.err)
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("seqtool: error: "), result.err
+    return lines[0]
+
+
+# ---- data ------------------------------------------------------------------------------------------
+def sentiment_lines(n: int, seed: int) -> list[str]:
+    """Sentences whose label is said by one of its words (the rest is noise): learnable in seconds."""
+    rng = random.Random(seed)
+    noise = "the a film story acting plot was is and of it this".split()
+    lines = []
+    for _ in range(n):
+        label = rng.choice(["pos", "neg"])
+        word = rng.choice(["good", "great", "fine"] if label == "pos" else ["bad", "awful", "dull"])
+        words = [rng.choice(noise) for _ in range(rng.randint(3, 9))]
+        words.insert(rng.randrange(len(words) + 1), word)
+        lines.append(" ".join(words) + "\t" + label)
+    return lines
+
+
+def write_classify_layout(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train", 400, 0), ("valid", 80, 1), ("test", 80, 2)):
+        (root / f"{name}.tsv").write_text("\n".join(sentiment_lines(n, seed)) + "\n", encoding="utf-8")
+    return root
+
+
+def tagged_sentences(n: int, seed: int) -> list[list[tuple[str, str]]]:
+    """Sentences of names (B-PER I-PER), verbs and nouns: the tag follows from the word and its left neighbour."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        s = [(rng.choice(["anna", "bob", "carl"]), "B-PER")]
+        if rng.random() < 0.5:
+            s.append((rng.choice(["smith", "jones"]), "I-PER"))
+        s.append((rng.choice(["sees", "likes", "meets"]), "O"))
+        s.append((rng.choice(["dogs", "cats", "tea"]), "O"))
+        sentences.append(s)
+    return sentences
+
+
+def conllu(sentences) -> str:
+    blocks = []
+    for k, s in enumerate(sentences):
+        rows = [f"# sent_id = {k}"] + [f"{i}\t{w}\t{w}\t{t}\tX{t}\t_\t0\tdep\t_\t_" for i, (w, t) in enumerate(s, 1)]
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks) + "\n"
+
+
+def write_tag_layout(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train", 300, 0), ("valid", 60, 1), ("test", 60, 2)):
+        (root / f"{name}.conllu").write_text(conllu(tagged_sentences(n, seed)), encoding="utf-8")
+    return root
+
+
+def test_tsv_labels_are_the_last_field_and_bad_lines_are_named(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_text("A film, with tabs\tinside\tpos\n\nDull.\tneg\n", encoding="utf-8")
+    got = D.read_labelled(str(path))
+    assert [(s.tokens, s.labels, s.line) for s in got] == [(["a", "film", ",", "with", "tabs", "inside"], ["pos"], 1),
+                                                          (["dull", "."], ["neg"], 3)]
+    path.write_text("good\tpos\nno label here\n", encoding="utf-8")
+    with pytest.raises(SeqtoolError, match=r"d.tsv, line 2: no label; expected text<TAB>label"):
+        D.read_labelled(str(path))
+    path.write_text("good\tpos\n   \tneg\n", encoding="utf-8")
+    with pytest.raises(SeqtoolError, match=r"line 2: empty text"):
+        D.read_labelled(str(path))
+
+
+def test_csv_columns_by_name_or_position(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('id,review,stars\n1,"Great, really",5\n2,Bad,1\n', encoding="utf-8")
+    got = D.read_labelled(str(path), "review", "stars")
+    assert [(s.tokens, s.labels) for s in got] == [(["great", ",", "really"], ["5"]), (["bad"], ["1"])]
+    assert [s.labels for s in D.read_labelled(str(path), "2", "3")] == [["5"], ["1"]]
+    with pytest.raises(UsageError, match="--label-column 'nope': .* has columns id, review, stars"):
+        D.read_labelled(str(path), "review", "nope")
+
+
+def test_conllu_skips_comments_ranges_and_empty_nodes_and_picks_the_tag_column(tmp_path):
+    text = ("# text = Don't go.\n1-2\tDon't\t_\t_\t_\t_\t_\t_\t_\t_\n1\tDo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_\n"
+            "2\tn't\tnot\tPART\tRB\t_\t3\tadvmod\t_\t_\n2.1\tx\tx\tX\tXX\t_\t_\t_\t_\t_\n3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_\n"
+            "4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_\n\n1\tYes\tyes\tINTJ\tUH\t_\t0\troot\t_\t_\n")
+    path = tmp_path / "d.conllu"
+    path.write_text(text, encoding="utf-8")
+    got = D.read_tagged(str(path))
+    assert [(s.tokens, s.labels) for s in got] == [(["Do", "n't", "go", "."], ["AUX", "PART", "VERB", "PUNCT"]), (["Yes"], ["INTJ"])]
+    assert [s.labels for s in D.read_tagged(str(path), "xpos")] == [["VBP", "RB", "VB", "."], ["UH"]]
+    two = tmp_path / "d.conll"
+    two.write_text("EU B-ORG\nrejects O\n\nPeter B-PER\nBlackburn I-PER\n", encoding="utf-8")
+    assert [s.labels for s in D.read_tagged(str(two))] == [["B-ORG", "O"], ["B-PER", "I-PER"]]
+    two.write_text("EU B-ORG\nrejects O\nalone\n", encoding="utf-8")
+    with pytest.raises(SeqtoolError, match=r"d.conll, line 3: expected a token and a tag, found 1 column\(s\)"):
+        D.read_tagged(str(two))
+    path.write_text(text.replace("3\tgo\tgo\tVERB", "3\tgo\tVERB"), encoding="utf-8")
+    with pytest.raises(SeqtoolError, match=r"d.conllu, line 6: 9 tab-separated columns; CoNLL-U has 10"):
+        D.read_tagged(str(path))
+    path.write_text("# only comments\n\n", encoding="utf-8")
+    with pytest.raises(SeqtoolError, match="no tagged sentences found"):
+        D.read_tagged(str(path))
+
+
+# ---- metrics ----------------------------------------------------------------------------------------
+def test_classification_scores_by_hand():
+    gold = ["a", "a", "a", "b", "b", "c"]
+    pred = ["a", "a", "b", "b", "a", "a"]
+    s = classification_scores(gold, pred, ["a", "b"])
+    assert s["accuracy"] == pytest.approx(3 / 6)
+    assert s["per_class"]["a"] == pytest.approx({"precision": 2 / 4, "recall": 2 / 3, "f1": 2 * (1 / 2) * (2 / 3) / (1 / 2 + 2 / 3), "support": 3})
+    assert s["per_class"]["b"] == pytest.approx({"precision": 1 / 2, "recall": 1 / 2, "f1": 1 / 2, "support": 2})
+    assert s["macro_f1"] == pytest.approx((s["per_class"]["a"]["f1"] + 0.5) / 2)
+    assert s["unseen_labels"] == {"c": 1}  # counted as wrong, and named
+    assert s["confusion"] == {"gold": ["a", "b", "c"], "predicted": ["a", "b"], "matrix": [[2, 1], [1, 1], [1, 0]]}
+
+
+def test_spans_as_seqeval_finds_them():
+    assert spans(["B-PER", "I-PER", "O", "B-LOC"]) == {("PER", 0, 1), ("LOC", 3, 3)}
+    assert spans(["I-PER", "I-PER", "B-PER", "I-LOC"]) == {("PER", 0, 1), ("PER", 2, 2), ("LOC", 3, 3)}  # I- starts a chunk; a type change too
+    assert spans(["S-X", "B-Y", "E-Y", "O"]) == {("X", 0, 0), ("Y", 1, 2)}
+    s = tagging_scores([["B-PER", "I-PER", "O"], ["B-LOC"]], [["B-PER", "O", "O"], ["B-LOC"]], [[True, False, True], [False]],
+                       ["O", "B-PER", "I-PER", "B-LOC"])
+    assert s["accuracy"] == pytest.approx(3 / 4) and s["unseen_accuracy"] == pytest.approx(1 / 2)
+    assert (s["span_precision"], s["span_recall"], s["span_f1"]) == pytest.approx((1 / 2, 1 / 2, 1 / 2))
+
+
+# ---- networks ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("pool", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_padding_never_changes_a_sequence_label_and_masked_equals_packed(pool, cell):
+    torch.manual_seed(0)
+    model = SequenceClassifier(20, 3, 8, 6, 2, cell, 0.0, True, pool, chars=10, char_embed=5).eval()
+    ids, chars = torch.randint(2, 20, (1, 5)), torch.randint(2, 10, (1, 5, 4))
+    alone = model(ids, torch.tensor([5]), chars)
+    padded = model(torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], 1), torch.tensor([5]), torch.cat([chars, torch.zeros(1, 3, 4, dtype=torch.long)], 1))
+    assert alone.shape == (1, 3) and torch.allclose(alone, padded, atol=1e-5)
+    batch = torch.randint(2, 20, (4, 7)) * (torch.arange(7) < torch.tensor([[7], [3], [5], [1]]))
+    lengths, letters = torch.tensor([7, 3, 5, 1]), torch.randint(2, 10, (4, 7, 3))
+    packed = model(batch, lengths, letters)
+    model.masked = True
+    assert torch.allclose(model(batch, lengths, letters), packed, atol=1e-5)
+
+
+def test_a_tagger_gives_a_label_per_token():
+    torch.manual_seed(0)
+    model = SequenceTagger(20, 4, 8, 6, 1, "gru", 0.0, True).eval()
+    out = model(torch.randint(2, 20, (3, 6)), torch.tensor([6, 2, 4]))
+    assert out.shape == (3, 6, 4)
+
+
+# ---- end to end -------------------------------------------------------------------------------------
+def test_classify_train_eval_predict_export(cli, tmp_path):
+    root = write_classify_layout(tmp_path / "data")
+    result = cli("train", "--task", "classify", root, *FAST, "--epochs", "8", "--lr", "0.01", "--out", "run")
+    assert result.code == 0, result.err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["best"]["val_accuracy"] > 0.95 and report["test"]["test_examples"] == 80
+    scored = cli("eval", "run", "--json", "--out", "ev")
+    assert scored.code == 0, scored.err
+    result = json.loads(scored.out)
+    assert result["accuracy"] == pytest.approx(report["test"]["test_accuracy"])  # the run's test split, as the report scored it
+    assert result["confusion"]["gold"] == ["pos", "neg"] or result["confusion"]["gold"] == ["neg", "pos"]
+    assert (tmp_path / "ev" / "confusion.png").stat().st_size > 1000 and json.loads((tmp_path / "ev" / "eval.json").read_text()) == result
+    table = cli("eval", "run", root / "test.tsv").out
+    assert f"accuracy {result['accuracy']:.4f}" in table and "confusion (rows: gold, columns: predicted)" in table
+    lines = ["what a great film", "", "the plot was dull and bad"]
+    predicted = cli("predict", "--checkpoint", "run", stdin=("\n".join(lines) + "\n").encode())
+    assert predicted.code == 0, predicted.err
+    assert predicted.out.split("\n") == ["pos", "", "neg", ""]  # one line out per line in
+    as_json = [json.loads(line) for line in cli("predict", "-c", "run", "--json", "--top", "1", "great acting").out.splitlines()]
+    assert as_json[0]["label"] == "pos" and list(as_json[0]["probabilities"]) == ["pos"] and 0.5 < as_json[0]["probabilities"]["pos"] <= 1
+    exported = cli("export", "run")
+    assert exported.code == 0, exported.err
+    onnx = cli("predict", "-c", "run", "--engine", "onnxruntime", stdin=("\n".join(lines) + "\n").encode())
+    assert onnx.out == predicted.out
+
+
+def test_tag_train_eval_predict_export(cli, tmp_path):
+    root = write_tag_layout(tmp_path / "data")
+    result = cli("train", root, *FAST, "--epochs", "10", "--lr", "0.01", "--char-embed", "8", "--out", "run")  # .conllu: tagging without --task
+    assert result.code == 0, result.err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["task"] == "tag" and report["test"]["test_accuracy"] > 0.95 and report["test"]["test_span_f1"] > 0.9
+    scored = json.loads(cli("eval", "run", root / "test.conllu", "--json").out)
+    assert scored["accuracy"] == pytest.approx(report["test"]["test_accuracy"]) and scored["tokens"] == report["test"]["test_tokens"]
+    out = cli("predict", "-c", "run", "anna smith likes tea", "zoe meets cats")
+    assert out.code == 0, out.err
+    first, second = out.out.splitlines()
+    assert first == "anna/B-PER smith/I-PER likes/O tea/O"
+    assert second.split()[1:] == ["meets/O", "cats/O"]  # an unseen name: its tag comes from its place and letters
+    conll = cli("predict", "-c", "run", "--format", "conll", "bob sees dogs").out
+    assert conll == "bob\tB-PER\nsees\tO\ndogs\tO\n\n"
+    assert cli("export", "run").code == 0
+    onnx = cli("predict", "-c", "run", "--engine", "onnxruntime", "anna smith likes tea", "zoe meets cats")
+    assert onnx.out == out.out
+
+
+def test_classify_and_tag_learn_the_shared_corpora(cli, tmp_path):
+    """SST-2 and UD English through the catalog: a short run beats always answering the most frequent label."""
+    from collections import Counter
+
+    sst = tmp_path / "sst"
+    sst.mkdir()
+    for part, name in (("train", "sst2-train.tsv"), ("valid", "sst2-dev.tsv"), ("test", "sst2-dev.tsv")):
+        (sst / f"{part}.tsv").symlink_to(SHARED / name)
+    result = cli("train", "--task", "classify", sst, "--threads", "1", "--max-seconds", "25", "--out", "sst-run", "--quiet")
+    assert result.code == 0, result.err
+    dev = D.read_labelled(str(SHARED / "sst2-dev.tsv"))
+    majority = Counter(s.labels[0] for s in dev).most_common(1)[0][1] / len(dev)
+    assert json.loads((tmp_path / "sst-run" / "report.json").read_text())["test"]["test_accuracy"] > majority + 0.1
+    result = cli("train", "ud-english-train", "--threads", "1", "--max-seconds", "25", "--out", "ud", "--quiet", "--val-fraction", "0.1")
+    assert result.code == 0, result.err
+    scored = json.loads(cli("eval", "ud", "ud-english-valid", "--json").out)
+    train = D.read_tagged(str(SHARED / "ud-english-train.conllu"))
+    best = {w: c.most_common(1)[0][0] for w, c in _tag_counts(train).items()}
+    valid = D.read_tagged(str(SHARED / "ud-english-valid.conllu"))
+    pairs = [(w, t) for s in valid for w, t in zip(s.tokens, s.labels)]
+    baseline = sum(best.get(w) == t for w, t in pairs) / len(pairs)  # most frequent tag per word (none for unseen words)
+    assert scored["tokens"] == len(pairs) and scored["accuracy"] > baseline
+
+
+def _tag_counts(sentences):
+    from collections import Counter, defaultdict
+
+    counts = defaultdict(Counter)
+    for s in sentences:
+        for w, t in zip(s.tokens, s.labels):
+            counts[w][t] += 1
+    return counts
+
+
+def test_bad_labelled_input_is_one_line_and_nothing_is_written(cli, tmp_path):
+    (tmp_path / "one.tsv").write_text("good\tpos\nfine\tpos\n" * 20, encoding="utf-8")
+    assert "every training example has the label 'pos'" in one_error_line(cli("train", "--task", "classify", "one.tsv", *FAST, "--out", "r1"))
+    (tmp_path / "nolabel.tsv").write_text("good\tpos\nbad\tneg\njust text\n", encoding="utf-8")
+    assert one_error_line(cli("train", "--task", "classify", "nolabel.tsv", *FAST, "--out", "r2")).endswith(
+        "nolabel.tsv, line 3: no label; expected text<TAB>label")
+    (tmp_path / "bad.conllu").write_text(conllu(tagged_sentences(3, 0)).replace("\tdep\t_\t_\n", "\tdep\t_\n", 1), encoding="utf-8")
+    assert one_error_line(cli("train", "--task", "tag", "bad.conllu", *FAST, "--out", "r3")).endswith(
+        "bad.conllu, line 2: 9 tab-separated columns; CoNLL-U has 10")
+    (tmp_path / "empty.conllu").write_text("# nothing\n", encoding="utf-8")
+    assert "no tagged sentences found" in one_error_line(cli("train", "empty.conllu", *FAST, "--out", "r4"))
+    assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3", "r4"))
+    assert "--pool does not apply to task lm" in one_error_line(cli("train", "--task", "lm", "one.tsv", "--pool", "mean", "--dry-run"), 2)
+    assert "--level does not apply to task classify" in one_error_line(cli("train", "--task", "classify", "one.tsv", "--level", "word"), 2)
+
+
+def test_predict_is_for_labelling_runs(cli, tmp_path, tiny_text):
+    from conftest import TINY
+
+    assert cli("train", tiny_text, *TINY, "--epochs", "1", "--out", "lm").code == 0
+    assert one_error_line(cli("predict", "-c", "lm", "some text"), 2) == \
+        "seqtool: error: seqtool predict is for classification and tagging runs; this is a lm run"
+
+
+def test_long_sequences_are_cut_to_max_len_and_counted(cli, tmp_path):
+    root = write_classify_layout(tmp_path / "data")
+    result = cli("train", "--task", "classify", root, *FAST, "--epochs", "1", "--max-len", "4", "--out", "run")
+    assert result.code == 0, result.err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    train = D.read_labelled(str(root / "train.tsv"))
+    assert report["truncated"]["train"] == sum(len(s.tokens) > 4 for s in train) > 0 and report["max_len"] == 4
+    assert "cut to --max-len 4" in (tmp_path / "run" / "report.md").read_text()
