@@ -145,7 +145,7 @@ class ModelSpec:
     hidden: int = opt(256, "Hidden units per layer.", low=0, low_open=True, high=MAX_SIZE,
                       by_task={"forecast": 10, "forecast:recurrent": 32, "panel": 256, "panel:recurrent": 64, "classify": 128, "tag": 128})
     layers: int = opt(2, "Recurrent layers (panel mlp: hidden layers).", low=0, low_open=True, high=MAX_SIZE,
-                      by_task={"forecast": 1, "panel": 3, "panel:recurrent": 1, "classify": 2, "tag": 1})
+                      by_task={"forecast": 1, "panel": 3, "panel:recurrent": 1, "classify": 1, "tag": 1})
     dropout: float = opt(0.1, "Dropout on embeddings, between layers and before the output layer.", low=0, high=1,
                          high_open=True, by_task={"forecast": 0.0, "translate": 0.3, "panel": 0.0, "classify": 0.5, "tag": 0.3})
     embed: int = opt(32, "Embedding size; 0 = one-hot inputs.", tasks=LM + TR + LB, low=0, high=MAX_SIZE,
