@@ -109,10 +109,10 @@ def budgets(work: Path, rounds: int) -> None:
                   "  ... --val-tokens 0": lambda: budget_run(store, work / "b2", ["--val-tokens", "0"])}
     results = alternate(contenders, rounds)
     print(f"\nTime budget on a 100 MB character store (GRU 2 x 256, default threads): {rounds} alternated rounds; median (min-max)")
-    print(f"{'command':<34}{'wall s':>22}{'validation tokens':>22}{'test tokens':>26}{'peak RSS MiB':>20}")
+    print(f"{'command':<28}{'wall s':>24}{'validation tokens':>36}{'test tokens':>36}{'peak RSS MiB':>20}")
     for name, rows in results.items():
-        print(f"{name:<34}{spread([r['wall_s'] for r in rows], ',.1f'):>22}{spread([r['val_tokens'] for r in rows]):>22}"
-              f"{spread([r['test_tokens'] for r in rows]):>26}{spread([r['rss_mb'] for r in rows]):>20}")
+        print(f"{name:<28}{spread([r['wall_s'] for r in rows], ',.1f'):>24}{spread([r['val_tokens'] for r in rows]):>36}"
+              f"{spread([r['test_tokens'] for r in rows]):>36}{spread([r['rss_mb'] for r in rows]):>20}")
     print("target: --max-seconds 20 ends within 50 s of wall time, start-up and test scoring included")
 
 
