@@ -81,7 +81,7 @@ translate: $(BUILD)/translate/report.json
 
 # Classification and tagging on the shared data: train/valid(/test) layouts of catalog files, then eval and predict.
 label: $(STAMP)
-	$(SEQTOOL) train --task classify sst2-train --val-fraction 0.02 --out $(BUILD)/classify --overwrite --quiet
+	$(SEQTOOL) train --task classify sst2-train --val-fraction 0.1 --out $(BUILD)/classify --overwrite --quiet
 	$(SEQTOOL) eval $(BUILD)/classify sst2-dev
 	echo "a gripping, funny and moving film" | $(SEQTOOL) predict --checkpoint $(BUILD)/classify --json
 	$(SEQTOOL) train ud-english-train --val-fraction 0.05 --out $(BUILD)/tag --overwrite --quiet
