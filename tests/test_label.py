@@ -284,3 +284,21 @@ def test_long_sequences_are_cut_to_max_len_and_counted(cli, tmp_path):
     train = D.read_labelled(str(root / "train.tsv"))
     assert report["truncated"]["train"] == sum(len(s.tokens) > 4 for s in train) > 0 and report["max_len"] == 4
     assert "cut to --max-len 4" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_csv_stdin_resume_and_bad_predict_flags_through_the_cli(cli, tmp_path):
+    rows = [line.split("\t") for line in sentiment_lines(200, 3)]
+    (tmp_path / "r.csv").write_text("id,review,stars\n" + "".join(f'{i},"{t}",{y}\n' for i, (t, y) in enumerate(rows)), encoding="utf-8")
+    result = cli("train", "--task", "classify", "r.csv", "--text-column", "review", "--label-column", "stars", *FAST,
+                 "--epochs", "2", "--out", "csv")
+    assert result.code == 0, result.err
+    assert sorted(json.loads((tmp_path / "csv" / "report.json").read_text())["test"]) == ["epoch", "test_accuracy", "test_examples",
+                                                                                          "test_macro_f1"]
+    resumed = cli("train", "--resume", "csv", "--epochs", "4", "--quiet")  # a classify run continues from its last checkpoint
+    assert resumed.code == 0, resumed.err
+    assert json.loads((tmp_path / "csv" / "report.json").read_text())["epochs"] == 4
+    piped = cli("train", "--task", "classify", "-", *FAST, "--epochs", "1", "--out", "piped", stdin=("\n".join(sentiment_lines(120, 4)) + "\n").encode())
+    assert piped.code == 0, piped.err
+    assert "pass the labelled data to score as DATA" in one_error_line(cli("eval", "piped"))
+    assert one_error_line(cli("predict", "-c", "csv", "--format", "xml", "good"), 2) == "seqtool: error: --format 'xml': choose slash or conll"
+    assert one_error_line(cli("predict", "-c", "csv", "--top", "0", "good"), 2) == "seqtool: error: --top must be >= 1"
