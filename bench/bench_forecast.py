@@ -2,11 +2,14 @@
 
 For every shared series, `seqtool forecast SERIES --k 1,H` (its own process, BENCH_THREADS threads,
 default 1) and the MASE (seasonal scaling) on the held-out test part of seqtool's forecast
-("model"), of the network alone, and of naive, seasonal naive, ETS and Theta on the same points,
-at k = 1 and k = H, with the wall time of the whole command. Then the geometric mean over the series
-of MASE(seqtool) / MASE(ETS), and the empirical coverage of the 80% and 95% intervals (pooled over
-the series' k = 1..H points of both ks).
+("model"), of the network alone, and of naive, seasonal naive, statsforecast's AutoETS, AutoARIMA,
+AutoTheta and their plain mean (the statistician's ensemble) on the same points, at k = 1 and
+k = H, with the wall time of the whole command. Then the geometric mean over the series of
+MASE(seqtool) / MASE(mean of the three) with the worst (series, k), and the empirical coverage of
+the 80% and 95% intervals per series (its test points at both ks pooled).
 
+BENCH_PART=validation runs the same on each series' training part alone (cut to the first n_train
+values, then split 80/20 by default), so that design choices can be judged without the test parts.
 Deterministic (seeded); each series runs once. The second part, the classic sine, prints the
 k-step MSE of the classic MLP and of a GRU (BENCH_SEEDS seeds, default 3, mean).
 """
@@ -23,21 +26,34 @@ import time
 from pathlib import Path
 
 SEQTOOL = [sys.executable, "-m", "seqtool", "forecast"]
-#: series, its flags (the split and the horizon H only), H
+#: series, its training-part size (None: the default 80%), H
 SERIES = [
-    ("airline-passengers", ["--season", "12", "--n-train", "120"], 12),
-    ("monthly-shampoo-sales", ["--n-train", "24"], 12),
-    ("yearly-water-usage", ["--n-train", "63"], 6),
-    ("daily-min-temperatures", [], 14),
-    ("daily-max-temperatures", [], 14),
+    ("airline-passengers", 120, 12),
+    ("monthly-shampoo-sales", 24, 12),
+    ("yearly-water-usage", 63, 6),
+    ("daily-min-temperatures", None, 14),
+    ("daily-max-temperatures", None, 14),
 ]
-METHODS = ("model", "network", "naive", "seasonal naive", "ets", "theta")
+STAT_MEAN = "ets+arima+theta"
+METHODS = ("model", "network", "naive", "seasonal naive", "ets", "arima", "theta", STAT_MEAN)
+LEVELS = (80, 95)
 
 
-def run(series: str, flags: list[str], horizon: int, workdir: Path, threads: int) -> dict:
-    out = workdir / series
+def training_part(series: str, n_train: int | None, workdir: Path) -> tuple[str, int]:
+    """A CSV of the series' training part alone, and its length."""
+    from seqtool.data.corpora import locate
+
+    lines = locate(series).read_text(encoding="utf-8").splitlines()
+    n = n_train or int((len(lines) - 1) * 0.8)
+    path = workdir / f"{series}-train.csv"
+    path.write_text("\n".join(lines[: n + 1]) + "\n", encoding="utf-8")
+    return str(path), n
+
+
+def run(series: str, flags: list[str], ks: list[int], workdir: Path, threads: int) -> dict:
+    out = workdir / Path(series).stem
     t0 = time.perf_counter()
-    done = subprocess.run([*SEQTOOL, series, *flags, "--k", f"1,{horizon}", "--threads", str(threads), "--out", str(out),
+    done = subprocess.run([*SEQTOOL, series, *flags, "--k", ",".join(map(str, ks)), "--threads", str(threads), "--out", str(out),
                            "--overwrite", "--quiet"], capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if done.returncode:
@@ -46,12 +62,52 @@ def run(series: str, flags: list[str], horizon: int, workdir: Path, threads: int
     return {"seconds": seconds, "report": report}
 
 
-def mase(report: dict, k: int, method: str) -> float:
-    return next(r["mase"] for r in report["k_step"] if r["k"] == k and r["method"] == method)
+def row(report: dict, k: int, method: str) -> dict:
+    return next(r for r in report["k_step"] if r["k"] == k and r["method"] == method)
 
 
 def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def forecasts(threads: int, part: str) -> None:
+    ratios: dict[str, list[tuple[float, str]]] = {"1": [], "H": []}
+    coverage: dict[int, list[tuple[float, str]]] = {level: [] for level in LEVELS}
+    print(f"MASE on the held-out {'tail of the training part' if part == 'validation' else 'test part'}, shipped defaults, "
+          f"{threads} thread(s); one run per series (deterministic)")
+    print(f"{'series':<24}{'k':>4}" + "".join(f"{m:>16}" for m in METHODS) + f"{'model/mean':>11}{'seconds':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for series, n_train, horizon in SERIES:
+            if part == "validation":
+                source, n = training_part(series, n_train, Path(tmp))
+                flags, horizon = [], min(horizon, n - int(n * 0.8) - 1)
+            else:
+                source, flags = series, (["--n-train", str(n_train)] if n_train else [])
+            result = run(source, flags, sorted({1, horizon}), Path(tmp), threads)
+            report = result["report"]
+            for k in sorted({1, horizon}):
+                scores = {m: row(report, k, m)["mase"] for m in METHODS}
+                ratio = scores["model"] / scores[STAT_MEAN]
+                print(f"{series:<24}{k:>4}" + "".join(f"{scores[m]:>16.3f}" for m in METHODS) + f"{ratio:>11.3f}"
+                      + (f"{result['seconds']:>9.1f}" if k == 1 else ""))
+                for key in (["1"] if k == 1 else []) + (["H"] if k == horizon else []):
+                    ratios[key].append((ratio, f"{series} k={k}"))
+            model_rows = [row(report, k, "model") for k in sorted({1, horizon})]
+            points = sum(r["n"] for r in model_rows)
+            cover = {level: sum(r[f"coverage-{level}"] * r["n"] for r in model_rows) / points for level in LEVELS}
+            for level in LEVELS:
+                coverage[level].append((cover[level], series))
+            print(f"{'':<24}     transform {report['transform']}, differences {report['difference'] or 'none'}, season "
+                  f"{report['season']}; model = {report['combination']}; coverage "
+                  + ", ".join(f"{level}%: {cover[level]:.2f}" for level in LEVELS))
+    worst = max(ratios["1"] + ratios["H"])
+    print(f"\ngeometric mean of MASE(seqtool) / MASE(mean of AutoETS, AutoARIMA, AutoTheta): k=1 "
+          f"{geometric_mean([r for r, _ in ratios['1']]):.3f}, k=H {geometric_mean([r for r, _ in ratios['H']]):.3f} (target <= 0.95); "
+          f"worst {worst[0]:.3f} ({worst[1]}; target <= 1.25)")
+    for level, values in coverage.items():
+        low, high = min(values), max(values)
+        print(f"{level}% intervals: coverage per series from {low[0]:.2f} ({low[1]}) to {high[0]:.2f} ({high[1]}), "
+              f"mean {sum(v for v, _ in values) / len(values):.2f}")
 
 
 SINE_KS = (1, 4, 16, 64)
@@ -77,31 +133,11 @@ def sine(seeds: int, workdir: Path, threads: int) -> None:
 
 def main() -> None:
     threads = int(os.environ.get("BENCH_THREADS", 1))
-    ratios: dict[int, list[float]] = {1: [], 0: []}
-    coverage: dict[int, list[float]] = {80: [], 95: []}
-    print(f"MASE on the held-out test part, shipped defaults, {threads} thread(s); one run per series (deterministic)")
-    print(f"{'series':<24}{'k':>4}" + "".join(f"{m:>16}" for m in METHODS) + f"{'winner':>16}{'seconds':>9}")
-    with tempfile.TemporaryDirectory() as tmp:
-        for series, flags, horizon in SERIES:
-            result = run(series, flags, horizon, Path(tmp), threads)
-            report = result["report"]
-            for k in (1, horizon):
-                scores = {m: mase(report, k, m) for m in METHODS}
-                winner = min(scores, key=lambda m: scores[m])
-                print(f"{series:<24}{k:>4}" + "".join(f"{scores[m]:>16.3f}" for m in METHODS) + f"{winner:>16}"
-                      + (f"{result['seconds']:>9.1f}" if k == 1 else ""))
-                ratios[1 if k == 1 else 0].append(scores["model"] / scores["ets"])
-                for level in coverage:
-                    row = next(r for r in report["k_step"] if r["k"] == k and r["method"] == "model")
-                    coverage[level].append(row[f"coverage-{level}"])
-            print(f"{'':<24}     transform {report['transform']}, differences {report['difference'] or 'none'}, season "
-                  f"{report['season']}, model = {report['combination']}")
-    print(f"\ngeometric mean of MASE(seqtool) / MASE(ETS): k=1 {geometric_mean(ratios[1]):.3f}, k=H {geometric_mean(ratios[0]):.3f} "
-          "(target <= 0.95)")
-    for level, values in coverage.items():
-        print(f"{level}% intervals: coverage per (series, k) from {min(values):.2f} to {max(values):.2f}, mean {sum(values) / len(values):.2f}")
-    with tempfile.TemporaryDirectory() as tmp:
-        sine(int(os.environ.get("BENCH_SEEDS", 3)), Path(tmp), threads)
+    forecasts(threads, os.environ.get("BENCH_PART", "test"))
+    seeds = int(os.environ.get("BENCH_SEEDS", 3))
+    if seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            sine(seeds, Path(tmp), threads)
 
 
 if __name__ == "__main__":

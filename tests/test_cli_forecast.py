@@ -28,9 +28,9 @@ def test_synthetic_sine_writes_a_run_with_the_metrics_table(cli):
     assert result.code == 0, result.err
     lines = result.out.strip().splitlines()
     assert lines[0].split() == ["k", "method", "n", "mae", "rmse", "smape", "mase"]
-    methods = ["model", "network", "naive", "seasonal", "drift", "ets", "theta"]  # 'seasonal naive' splits in two
-    assert [line.split()[0] for line in lines[1::7]] == ["1", "4", "16", "64", "multi"]
-    assert [line.split()[1] for line in lines[1:8]] == methods
+    methods = ["model", "network", "naive", "seasonal", "drift", "ets", "arima", "theta", "ets+arima+theta"]  # 'seasonal naive' splits
+    assert [line.split()[0] for line in lines[1::9]] == ["1", "4", "16", "64", "multi"]
+    assert [line.split()[1] for line in lines[1:10]] == methods
     run = Path("run")
     for name in ("spec.yaml", "report.json", "report.md", "forecast.png", "learning_curve.png", "checkpoints/best.pt", "metrics.jsonl"):
         assert (run / name).is_file(), name
@@ -38,7 +38,8 @@ def test_synthetic_sine_writes_a_run_with_the_metrics_table(cli):
     fc = report["forecast"]
     assert (fc["values"], fc["n_train"], fc["n_test"], fc["model"], fc["tau"]) == (1000, 600, 400, "mlp", 4)
     assert {(r["k"], r["method"]) for r in fc["k_step"]} == {(k, m) for k in (1, 4, 16, 64)
-                                                           for m in ("model", "network", "naive", "seasonal naive", "drift", "ets", "theta")}
+                                                           for m in ("model", "network", "naive", "seasonal naive", "drift", "ets", "arima",
+                                                                     "theta", "ets+arima+theta")}
     one_step = next(r for r in fc["k_step"] if r["k"] == 1 and r["method"] == "model")
     assert one_step["mse"] < 0.2 and one_step["n"] == 400
     md = (run / "report.md").read_text()
@@ -70,7 +71,7 @@ def test_recurrent_model_from_stdin_and_a_spec_file(cli, tmp_path):
     assert saved["model"]["cell"] == "lstm" and saved["model"]["hidden"] == 8
     assert saved["forecast"]["tau"] == 16 and saved["forecast"]["train_horizon"] == 3 and saved["train"]["epochs"] == 1
     assert saved["train"]["lr"] == 0.005  # the recurrent family's default, chosen because the spec names lstm
-    assert [line.split()[0] for line in result.out.strip().splitlines()[1:]] == ["1"] * 7 + ["2"] * 7 + ["multi"] * 7
+    assert [line.split()[0] for line in result.out.strip().splitlines()[1:]] == ["1"] * 9 + ["2"] * 9 + ["multi"] * 9
 
 
 def test_bidirectional_is_refused_with_the_reason(cli):

@@ -4,14 +4,14 @@ each checked against a value computed independently (by hand, or by statsmodels 
 from __future__ import annotations
 
 import math
-import warnings
-
 import numpy as np
 import pytest
 
 from seqtool.forecast import auto
-from seqtool.forecast.baselines import ETS, Theta, autocorrelation, drift_table, naive_table, seasonal_naive_table
-from seqtool.forecast.combine import Combination, choose, conformal_widths
+from seqtool.forecast import combine
+from seqtool.forecast.baselines import autocorrelation, drift_table, naive_table, seasonal_naive_table
+from seqtool.forecast.combine import Combination, conformal_widths, estimate_weights, weighted_mean
+from seqtool.forecast.statistical import KINDS, Statistical, fit_all
 from seqtool.forecast.metrics import interval_scores
 
 MONTHS = [f"{1950 + i // 12}-{i % 12 + 1:02d}" for i in range(120)]
@@ -68,36 +68,30 @@ def test_naive_seasonal_naive_and_drift_tables_by_hand():
     assert np.allclose(drift_table(x, [4], 2), [[4.0 + 0.75, 4.0 + 1.5]])  # slope (4 - 1) / 4
 
 
-def test_ets_fixed_parameters_across_origins_equal_statsmodels_smoothing():
-    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+@pytest.mark.parametrize("kind", KINDS)
+def test_statistical_members_forecast_from_each_origin_with_the_fit_fixed(kind):
+    from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
 
     x = seasonal_series(n=96)
-    ets = ETS.fit(x[:72], 12)
-    assert ets.name.startswith("ETS(") and ets.seasonal is not None
-    table = ets.table(x, [71, 83], 6)
-    for row, origin in zip(table, (71, 83)):
-        model = ETSModel(x[: origin + 1], error=ets.error, trend=ets.trend, damped_trend=ets.damped, seasonal=ets.seasonal,
-                         seasonal_periods=12)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            expected = model.smooth(ets.params).forecast(6)
-        assert np.allclose(row, expected)
+    member = Statistical.fit(kind, x[:72], 12)
+    assert member.ok and member.name.startswith({"ets": "AutoETS", "arima": "AutoARIMA", "theta": "AutoTheta"}[kind])
+    table = member.table(x, [71, 83], 6)
+    library = {"ets": AutoETS, "arima": AutoARIMA, "theta": AutoTheta}[kind](season_length=12).fit(x[:72])
+    assert np.allclose(table[0], library.predict(6)["mean"])  # at the end of the fit: the library's own forecast
+    later = x.copy()
+    later[84:] += 500.0  # what comes after an origin cannot change its forecast
+    assert np.allclose(member.table(later, [83], 6), table[1:])
     assert abs(table[0, 0] - x[72]) / x[72] < 0.1  # and it forecasts the series it was fitted on
+    again = Statistical.from_state(member.state())  # a saved run refits on the same values: the same forecasts
+    assert np.array_equal(again.table(x, [71, 83], 6), table)
 
 
-def test_theta_matches_its_formula():
-    x = np.array([10.0, 12.0, 11.0, 13.0, 15.0, 14.0, 16.0, 18.0, 17.0, 19.0])
-    theta = Theta.fit(x, 1)  # no season
-    t = np.arange(10)
-    slope = np.polyfit(t, x, 1)[0]
-    assert math.isclose(theta.slope, slope)
-    a = theta.alpha
-    level = x[0]
-    for v in x[1:]:
-        level = a * v + (1 - a) * level
-    h = np.arange(1, 4)
-    expected = level + 0.5 * slope * (h - 1 + 1 / a - (1 - a) ** 10 / a)
-    assert np.allclose(theta.table(x, [9], 3)[0], expected)
+def test_a_member_that_cannot_fit_forecasts_nothing_and_drops_out_of_the_mean():
+    broken = Statistical("ets", 12, np.zeros(3), None)
+    assert not broken.ok and np.isnan(broken.table(np.arange(10.0), [5], 2)).all()
+    tables = {"network": np.array([[1.0, 2.0]]), "ets": np.array([[np.nan, 4.0]])}
+    mean = weighted_mean(tables, {"network": 0.5, "ets": 0.5})
+    assert mean.tolist() == [[1.0, 3.0]]  # the weights renormalised where ets has no forecast
 
 
 def test_autocorrelation_by_hand():
@@ -108,30 +102,62 @@ def test_autocorrelation_by_hand():
 
 # ---- the combination and its intervals ---------------------------------------------------------
 def test_conformal_widths_are_the_finite_sample_quantile():
-    residuals = np.array([[1.0], [-2.0], [3.0], [-4.0], [5.0], [6.0], [-7.0], [8.0], [9.0]])
+    residuals = -np.arange(1.0, 40.0)[:, None] * np.array([[1.0], [-1.0]]).repeat(20, axis=0)[:39]  # |r| = 1..39, both signs
     valid = np.ones_like(residuals, dtype=bool)
-    # n = 9, level 0.8: the ceil(10 * 0.8) = 8th smallest |r| of 1..9 is 8
-    assert conformal_widths(residuals, valid, 0.8) == [8.0]
-    assert conformal_widths(residuals, valid, 0.95) == [9.0]  # ceil(9.5) / 9 > 1: the largest
-    few = np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0], [4.0, 8.0], [5.0, 0.0]])
-    mask = np.array([[1, 1], [1, 1], [1, 0], [1, 0], [1, 0]], dtype=bool)  # 2 errors two steps ahead: too few
-    widths = conformal_widths(few, mask, 0.8)
-    assert widths[0] == 5.0 and math.isclose(widths[1], 5.0 * math.sqrt(2))
+    # n = 39, level 0.8: the ceil(40 * 0.8) = 32nd smallest |r|; level 0.95: the 38th
+    assert conformal_widths(residuals, valid, 0.8) == [32.0]
+    assert conformal_widths(residuals, valid, 0.95) == [38.0]
 
 
-def test_choose_keeps_the_candidate_that_validates_best():
-    x = seasonal_series(n=96, noise=0.0)
-    origins = list(range(71, 95))
-    perfect = np.array([[x[o + j] if o + j < 96 else 0.0 for j in range(1, 4)] for o in origins])
-    chosen = choose(perfect, x, origins, 96, 12, 1.0, [80])
-    assert chosen.members == ("network",) and chosen.validation["network"] == 0.0
-    assert set(chosen.validation) == {"network", "network + ets", "network + theta", "network + ets + theta"}
-    bad = perfect + 50.0
-    assert choose(bad, x, origins, 96, 12, 1.0, [80]).members != ("network",)
-    forced = choose(bad, x, origins, 96, 12, 1.0, [80], allow=False)
-    assert forced.members == ("network",) and forced.widths[80][0] == pytest.approx(50.0)
-    again = Combination.from_state(forced.state())
-    assert again.members == forced.members and again.widths == forced.widths
+def _upper_rank_by_hand(n, level, confidence=0.9):
+    """The smallest r with P(Binomial(n, level) <= r - 1) >= confidence."""
+    total = 0.0
+    for r in range(1, n + 2):
+        total += math.comb(n, r - 1) * level ** (r - 1) * (1 - level) ** (n - r + 1)
+        if total >= confidence:
+            return r
+    return n + 1
+
+
+def test_few_errors_widen_the_intervals_and_say_so():
+    few = np.arange(1.0, 21.0)[:, None]  # 20 errors: fewer than MIN_RESIDUALS
+    valid = np.ones_like(few, dtype=bool)
+    rank = _upper_rank_by_hand(20, 0.8)
+    assert math.ceil(21 * 0.8) < rank <= 20  # wider than the plain conformal rank
+    assert conformal_widths(few, valid, 0.8) == [float(rank)]
+    beyond = _upper_rank_by_hand(20, 0.95)  # past the largest error: it grows with how far past
+    assert beyond > 20 and conformal_widths(few, valid, 0.95) == [pytest.approx(20.0 * math.sqrt(beyond / 20))]
+    combination = Combination({"network": 1.0}, residuals=[40, 10])
+    assert combination.few_residuals() == {2: 10}
+
+
+def test_weights_favour_the_member_that_validates_best_and_shrink_toward_equal():
+    rng = np.random.default_rng(0)
+    actual = rng.normal(size=(60, 3))
+    valid = np.ones_like(actual, dtype=bool)
+    tables = {"network": actual + rng.normal(0, 0.1, actual.shape), "ets": actual + rng.normal(0, 1.0, actual.shape),
+              "arima": actual + rng.normal(0, 1.0, actual.shape)}
+    w = estimate_weights(tables, actual, valid)
+    assert math.isclose(sum(w.values()), 1.0) and w["network"] > w["ets"] and w["network"] > w["arima"]
+    assert w["network"] < 60 / (60 + combine.SHRINK) + 1 / 3  # never all of it: shrunk toward 1/3 each
+    few = estimate_weights({m: t[:3] for m, t in tables.items()}, actual[:3], valid[:3])
+    assert abs(few["network"] - 1 / 3) < abs(w["network"] - 1 / 3)  # three origins: closer to equal
+    assert estimate_weights(tables, actual, valid, shrink=1e9)["ets"] == pytest.approx(1 / 3)
+
+
+def test_the_combination_survives_its_state():
+    x = seasonal_series(n=60)
+    members = fit_all(x[:48], 12)
+    combination = Combination({"network": 0.4, "ets": 0.2, "arima": 0.2, "theta": 0.2}, members, {80: [1.0, 2.0]}, [30, 29],
+                              {"network": 0.5}, 1.2)
+    network = np.full((2, 3), 100.0)
+    again = Combination.from_state(combination.state())
+    assert again.weights == combination.weights and again.widths == combination.widths and again.inflation == 1.2
+    assert np.allclose(again.table(network, x, [47, 50], 3), combination.table(network, x, [47, 50], 3))
+    expected = 0.4 * network + sum(0.2 * members[k].table(x, [47, 50], 3) for k in KINDS)
+    assert np.allclose(combination.table(network, x, [47, 50], 3), expected)
+    low, high = combination.bounds(np.zeros((1, 3)), 80)  # past the calibrated steps: sqrt growth from the last
+    assert np.allclose(high[0], [1.0, 2.0, 2.0 * math.sqrt(3 / 2)]) and np.allclose(low, -high)
 
 
 def test_interval_scores_by_hand():

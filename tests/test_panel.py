@@ -119,9 +119,9 @@ def test_theta_follows_a_trend_and_ses_picks_alpha_one_for_a_random_walk():
 
 
 def test_conformal_widths_take_the_right_order_statistic():
-    errors = np.arange(1, 20, dtype=float)[:, None].repeat(2, axis=1)  # 19 errors per step
+    errors = np.arange(1, 40, dtype=float)[:, None].repeat(2, axis=1)  # 39 errors per step
     widths = {level: conformal_widths(errors, np.ones_like(errors, dtype=bool), level / 100) for level in (80, 95)}
-    assert widths[80] == [16.0, 16.0] and widths[95] == [19.0, 19.0]  # ceil(20 * 0.8) = 16, ceil(20 * 0.95) = 19
+    assert widths[80] == [32.0, 32.0] and widths[95] == [38.0, 38.0]  # ceil(40 * 0.8) = 32, ceil(40 * 0.95) = 38
 
 
 # ---- the model ---------------------------------------------------------------------------------------------------------

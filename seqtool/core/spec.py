@@ -246,8 +246,9 @@ class ForecastSpec:
     intervals: list = opt([], "Prediction intervals at these levels (%), e.g. 80,95: lo-L/hi-L columns in the forecast CSV "
                           "(seqtool forecast also takes --level).", tasks=FP, aliases=("--level",),
                           check=lambda where, v: _check_levels(where, v), parse=lambda text: parse_int_list(text, "--level"))
-    combine: str = opt("auto", "auto: the reported forecast is the network or its mean with ETS/Theta (panel: Theta), whichever "
-                       "validates best; none: the network alone.", tasks=FP, choices=("auto", "none"))
+    combine: str = opt("auto", "auto: the reported forecast is the network combined with AutoETS, AutoARIMA and AutoTheta, weighted "
+                       "on validation windows and shrunk toward equal weights (panel: the network or its mean with Theta, "
+                       "whichever validates best); none: the network alone.", tasks=FP, choices=("auto", "none"))
     ensemble: int = opt(5, "Panel: networks trained side by side; the forecast is their median.", tasks=PN, low=0, low_open=True,
                         high=MAX_SIZE)
     history: int = opt(60, "Panel: training windows end within the last HISTORY x horizon values of each series (0 = anywhere).",

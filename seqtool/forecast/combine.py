@@ -1,12 +1,24 @@
-"""What seqtool reports as its forecast ("model"): the network alone, or the mean of the network
-and statistical forecasters (ETS, Theta), whichever did best on the validation part of the
-training data; and prediction intervals calibrated on that part's errors.
+"""What seqtool reports as its forecast ("model"): a weighted mean of the network and the
+statistical members (AutoETS, AutoARIMA, AutoTheta: statistical.py), with prediction intervals
+calibrated on this series' own errors.
 
-Selection and calibration see only the training part: the network is trained on its first part,
-the statistical forecasters are fitted on the same first part, and all of them forecast the last
-part (the validation part) from every origin in it. The held-out tail is used once, to report.
-Intervals are split-conformal, one width per step ahead: the half-width at level L for k steps is
-the ceil((n+1) L)-th smallest of the n absolute validation errors k steps ahead.
+Combining beats selecting: which single forecaster wins on a few validation points is mostly
+noise, while a mean of decent forecasters is rarely far from the best of them.
+
+- *Weights.* Every member forecasts the validation part (the last n_val values of the training
+  part: the network did not train on them, the statistical members were fitted before them) from
+  each origin in it, 1..K steps ahead. A member's raw weight is the inverse of its mean squared
+  error relative to the other members' (per step ahead, then averaged, so that long horizons do
+  not drown the short ones). Raw weights are shrunk toward equal weights by n / (n + SHRINK), n
+  the number of validation origins. The statistical members are then refitted on the whole
+  training part for the forecasts that are reported.
+- *Intervals.* Split-conformal per step ahead, from the combination's errors at rolling origins
+  over the training part (the latest CALIBRATION_ORIGINS of them): the half-width at level L, k
+  steps ahead, is the ceil((n+1) L)-th smallest of the n absolute errors k steps ahead. Errors from
+  before the validation part are in-sample for the network and the statistical fits, so they are
+  scaled by how much larger the validation part's errors are (never smaller). With fewer than
+  MIN_RESIDUALS errors at a step the rank is the 90% upper confidence bound of that quantile
+  (wider), past the largest error the largest one grows by sqrt(k) from the last step that had one.
 """
 
 from __future__ import annotations
@@ -16,33 +28,33 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from seqtool.forecast.baselines import ETS, Theta
+from seqtool.forecast.statistical import Statistical
 
-#: the candidates, always with the network in them: a default that is a statistical method alone is not ours
-CANDIDATES = (("network",), ("network", "ets"), ("network", "theta"), ("network", "ets", "theta"))
-MIN_RESIDUALS = 5  # fewer errors than this k steps ahead: widths grow from the 1-step ones by sqrt(k)
+SHRINK = 30  # validation origins worth as much as the prior of equal weights
+CALIBRATION_ORIGINS = 400  # rolling origins behind the interval widths (the latest ones)
+MIN_RESIDUALS = 30  # fewer errors than this at a step: the width says so and is widened
 
 
 @dataclass
 class Combination:
-    members: tuple[str, ...]
-    ets: ETS | None
-    theta: Theta | None
+    weights: dict[str, float]  # member -> weight, summing to 1 ('network' and the statistical kinds)
+    members: dict[str, Statistical] = field(default_factory=dict)  # fitted on the whole training part
     widths: dict[int, list[float]] = field(default_factory=dict)  # level -> half-width for k = 1..K
-    validation: dict[str, float] = field(default_factory=dict)  # candidate -> validation MASE (for the report)
+    residuals: list[int] = field(default_factory=list)  # errors behind each step's widths
+    validation: dict[str, float] = field(default_factory=dict)  # member (and the combination) -> validation MASE
+    inflation: float = 1.0  # how much the in-sample errors were scaled up
 
     @property
     def name(self) -> str:
-        return " + ".join(self.members)
+        return " + ".join(f"{w:.2f} {m}" for m, w in self.weights.items() if w > 0)
 
     def table(self, network: np.ndarray, x: np.ndarray, origins: list[int], steps: int) -> np.ndarray:
         """The combined forecast table, given the network's for the same origins."""
-        parts = {"network": network}
-        if "ets" in self.members:
-            parts["ets"] = self.ets.table(x, origins, steps)
-        if "theta" in self.members:
-            parts["theta"] = self.theta.table(x, origins, steps)
-        return np.mean([parts[m] for m in self.members], axis=0)
+        tables = {"network": network}
+        for kind, member in self.members.items():
+            if self.weights.get(kind, 0) > 0:
+                tables[kind] = member.table(x, origins, steps)
+        return weighted_mean(tables, self.weights)
 
     def bounds(self, forecast: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
         """Interval bounds around forecast[..., j] (j = k - 1) at `level` percent."""
@@ -52,51 +64,99 @@ class Combination:
             w = np.concatenate([w, w[-1] * np.sqrt(np.arange(len(w) + 1, steps + 1) / len(w))])
         return forecast - w[:steps], forecast + w[:steps]
 
+    def few_residuals(self) -> dict[int, int]:
+        """Steps ahead (k) whose widths rest on fewer than MIN_RESIDUALS errors -> how many."""
+        return {j + 1: n for j, n in enumerate(self.residuals) if n < MIN_RESIDUALS}
+
     def state(self) -> dict:
-        return {"members": list(self.members), "widths": {str(k): v for k, v in self.widths.items()}, "validation": self.validation,
-                "ets": None if self.ets is None else {**vars(self.ets), "params": self.ets.params.tolist()},
-                "theta": None if self.theta is None else {**vars(self.theta), "indices": self.theta.indices.tolist()}}
+        return {"weights": self.weights, "members": {k: m.state() for k, m in self.members.items()},
+                "widths": {str(k): v for k, v in self.widths.items()}, "residuals": self.residuals,
+                "validation": self.validation, "inflation": self.inflation}
 
     @classmethod
     def from_state(cls, state: dict) -> "Combination":
-        ets = None if state["ets"] is None else ETS(**{**state["ets"], "params": np.asarray(state["ets"]["params"])})
-        theta = None if state["theta"] is None else Theta(**{**state["theta"], "indices": np.asarray(state["theta"]["indices"])})
-        return cls(tuple(state["members"]), ets, theta, {int(k): v for k, v in state["widths"].items()}, state.get("validation", {}))
+        members = {k: Statistical.from_state(s) for k, s in state["members"].items()}
+        return cls({k: float(v) for k, v in state["weights"].items()}, members,
+                   {int(k): [float(v) for v in w] for k, w in state["widths"].items()}, [int(n) for n in state["residuals"]],
+                   state.get("validation", {}), float(state.get("inflation", 1.0)))
 
 
-def choose(network: np.ndarray, x: np.ndarray, origins: list[int], end: int, season: int, scale: float, levels: list[int],
-           allow: bool = True) -> Combination:
-    """Fit ETS and Theta on x[:origins[0] + 1], score every candidate on the targets before `end`
-    (mean over steps ahead of the validation MASE), keep the best; calibrate its intervals."""
-    fit_part = x[: origins[0] + 1]
-    ets, theta = ETS.fit(fit_part, season), Theta.fit(fit_part, season)
-    steps = network.shape[1]
-    tables = {"network": network, "ets": ets.table(x, origins, steps), "theta": theta.table(x, origins, steps)}
-    target_idx = np.asarray(origins)[:, None] + np.arange(1, steps + 1)[None, :]
-    valid = target_idx < end
-    actual = x[np.minimum(target_idx, len(x) - 1)]
-    scores = {}
-    for members in (CANDIDATES if allow else CANDIDATES[:1]):
-        forecast = np.mean([tables[m] for m in members], axis=0)
-        errors = np.abs(forecast - actual)
-        per_k = [errors[valid[:, j], j].mean() for j in range(steps) if valid[:, j].any()]
-        scores[" + ".join(members)] = float(np.mean(per_k) / scale) if per_k and scale else math.inf
-    best = min(scores, key=scores.get)
-    members = tuple(best.split(" + "))
-    chosen = Combination(members, ets if "ets" in members else None, theta if "theta" in members else None, validation=scores)
-    residuals = actual - np.mean([tables[m] for m in members], axis=0)
-    chosen.widths = {level: conformal_widths(residuals, valid, level / 100) for level in levels}
-    return chosen
+def weighted_mean(tables: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """sum_m w_m table_m, the weights renormalised where a member has no forecast (nan)."""
+    names = [m for m in weights if weights[m] > 0 and m in tables]
+    stack = np.stack([tables[m] for m in names])
+    w = np.asarray([weights[m] for m in names])[:, None, None]
+    ok = np.isfinite(stack)
+    total = (w * ok).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (np.where(ok, stack, 0.0) * w).sum(axis=0) / total, math.nan)
+
+
+def estimate_weights(tables: dict[str, np.ndarray], actual: np.ndarray, valid: np.ndarray, shrink: float = SHRINK) -> dict[str, float]:
+    """Inverse relative MSE on the validation windows, shrunk toward equal weights."""
+    names = [m for m in tables if np.isfinite(tables[m][valid]).all()]
+    if not names:
+        return {"network": 1.0}
+    relative = np.zeros(len(names))
+    steps = [j for j in range(actual.shape[1]) if valid[:, j].any()]
+    for j in steps:
+        mse = np.array([np.mean((tables[m][valid[:, j], j] - actual[valid[:, j], j]) ** 2) for m in names])
+        relative += mse / max(mse.mean(), 1e-300)
+    relative /= max(len(steps), 1)
+    raw = 1 / np.maximum(relative, 1e-12)
+    raw /= raw.sum()
+    n = int(valid[:, 0].sum())
+    share = n / (n + shrink)
+    weights = share * raw + (1 - share) / len(names)
+    return {m: float(w) for m, w in zip(names, weights)}
+
+
+def validation_mase(tables: dict[str, np.ndarray], actual: np.ndarray, valid: np.ndarray, scale: float) -> dict[str, float]:
+    """Mean over steps ahead of each table's validation MAE / scale (for the report)."""
+    out = {}
+    for name, table in tables.items():
+        per_k = [np.abs(table[valid[:, j], j] - actual[valid[:, j], j]).mean() for j in range(actual.shape[1]) if valid[:, j].any()]
+        out[name] = float(np.mean(per_k) / scale) if per_k and scale and np.isfinite(per_k).all() else math.nan
+    return out
 
 
 def conformal_widths(residuals: np.ndarray, valid: np.ndarray, level: float) -> list[float]:
-    """Split-conformal half-width per step ahead from the validation errors."""
-    widths = []
+    """Half-width per step ahead from the absolute errors (see the module docstring)."""
+    widths: list[float] = []
     for j in range(residuals.shape[1]):
-        r = np.abs(residuals[valid[:, j], j])
-        if len(r) >= MIN_RESIDUALS:  # the ceil((n+1) L)-th smallest error (the largest when that is past n)
-            rank = min(math.ceil((len(r) + 1) * level), len(r))
-            widths.append(float(np.sort(r)[rank - 1]))
+        r = np.sort(np.abs(residuals[valid[:, j], j]))
+        r = r[np.isfinite(r)]
+        n = len(r)
+        rank = math.ceil((n + 1) * level) if n >= MIN_RESIDUALS else _upper_rank(n, level)
+        if n and rank <= n:
+            widths.append(float(r[rank - 1]))
+        elif n:
+            widths.append(float(r[-1]) * math.sqrt(rank / n))
         else:
-            widths.append(widths[0] * math.sqrt(j + 1) if widths else float("nan"))
+            widths.append(widths[-1] * math.sqrt((j + 1) / j) if widths else math.nan)
     return widths
+
+
+def _upper_rank(n: int, level: float) -> int:
+    """The order statistic that bounds the level-quantile from above with 90% confidence."""
+    from scipy.stats import binom
+
+    return int(binom.ppf(0.9, n, level)) + 1 if n else 1
+
+
+def residual_counts(valid: np.ndarray) -> list[int]:
+    return [int(valid[:, j].sum()) for j in range(valid.shape[1])]
+
+
+def in_sample_inflation(residuals: np.ndarray, valid: np.ndarray, in_validation: np.ndarray) -> float:
+    """max(1, mean |error| in the validation windows / mean |error| before them), the median over
+    steps ahead: errors the members were fitted on understate what unseen data brings."""
+    inside = valid & in_validation[:, None]
+    before = valid & ~in_validation[:, None]
+    ratios = []
+    for j in range(residuals.shape[1]):
+        if inside[:, j].any() and before[:, j].any():
+            a, b = np.abs(residuals[inside[:, j], j]).mean(), np.abs(residuals[before[:, j], j]).mean()
+            if b > 0:
+                ratios.append(a / b)
+    return max(1.0, float(np.median(ratios))) if ratios else 1.0

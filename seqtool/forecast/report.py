@@ -30,10 +30,11 @@ def forecast_markdown(results: dict) -> str:
         f"{r['mase_scale']:.4g}",
         f"- transform: {r['transform']} (from {chosen.get('transform', '--transform')}); differences at lags "
         f"{', '.join(map(str, r['difference'])) or 'none'} (from {chosen.get('difference', '--difference')}); then standardised",
-        f"- network: {r['model']} reading {r['tau']} values; model = {r['combination']} (the candidate with the lowest validation "
-        f"MASE: " + ", ".join(f"{name} {value:.3f}" for name, value in r.get("validation_mase", {}).items()) + ")",
-        f"- baselines on the same points: naive (last value), seasonal naive, drift, {r.get('ets', 'ETS')} (AICc-selected, "
-        "fitted on the training part, parameters fixed across origins), Theta",
+        f"- network: {r['model']} reading {r['tau']} values; model = {r['combination']} (weights from the validation windows' "
+        "errors, shrunk toward equal; validation MASE: " + ", ".join(f"{name} {value:.3f}" for name, value in r.get("validation_mase", {}).items()) + ")",
+        "- baselines on the same points: naive (last value), seasonal naive, drift, "
+        + ", ".join(r.get("statistical", {}).values()) + " (statsforecast; chosen and fitted on the training part, the model "
+        "fixed across origins), and ets+arima+theta, their plain mean",
         *([f"- time column: {chosen['irregular_steps']} irregular step(s) (first: {chosen['first_irregular_step']}); the rows are "
            "taken as consecutive observations"] if chosen.get("irregular_steps") else []),
         "- k: prediction for each test value made k steps earlier; multi: one recursive forecast from the end of the training part",
@@ -44,7 +45,15 @@ def forecast_markdown(results: dict) -> str:
     ]
     if levels:
         columns = ["k", "n"] + [c for level in levels for c in (f"coverage-{level}", f"msis-{level}")]
-        head += ["", "## Prediction intervals of model (split-conformal on the validation part)", "",
+        calibration = r.get("calibration", {})
+        counts = calibration.get("residuals", [])
+        few = calibration.get("few_residuals", {})
+        head += ["", "## Prediction intervals of model", "",
+                 f"Conformal, per step ahead, from the combination's errors at rolling origins over the training part "
+                 f"({min(counts, default=0)} to {max(counts, default=0)} errors per step; those before the validation windows scaled "
+                 f"by {calibration.get('inflation', 1.0):.2f} for being in-sample)."
+                 + (f" Fewer than 30 errors at k = {', '.join(map(str, few))}: those widths use the 90% upper confidence bound of "
+                    "the quantile (wider)." if few else ""), "",
                  markdown_table([row for row in r["k_step"] if row["method"] == "model"], columns)]
     if r.get("horizon"):
         columns = list(r["horizon"][0])

@@ -1,12 +1,13 @@
 """Forecasting: predict the next values of a numeric series, then judge k-step-ahead and recursive
-multi-step forecasts on the held-out tail against naive, seasonal-naive, drift, ETS and Theta.
+multi-step forecasts on the held-out tail against naive, seasonal naive, drift, AutoETS, AutoARIMA,
+AutoTheta and the mean of those three.
 
 The series is split once. The first n_train values are the training part: the seasonal period,
 the transform (Box-Cox or log, differencing, scaling) and the network's training all come from it.
 Its last `n_val` values are the validation part: the network trains on what comes before them,
-and they choose the checkpoint, choose what seqtool reports as its forecast (the network alone or
-combined with ETS/Theta: seqtool/forecast/combine.py) and calibrate the prediction intervals.
-Everything after n_train is the test part, used once, to report.
+and they choose the checkpoint and weigh the network against the statistical members in the
+reported forecast; the interval widths come from rolling origins over the whole training part
+(seqtool/forecast/combine.py). Everything after n_train is the test part, used once, to report.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ from torch import nn
 from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.core.task import Task
 from seqtool.forecast import auto
-from seqtool.forecast.baselines import ETS, Theta, drift_table, naive_table, seasonal_naive_table
-from seqtool.forecast.combine import Combination, choose
+from seqtool.forecast import combine
+from seqtool.forecast.baselines import drift_table, naive_table, seasonal_naive_table
+from seqtool.forecast.combine import Combination
 from seqtool.forecast.metrics import interval_scores, point_metrics, seasonal_naive_scale
 from seqtool.forecast.predict import eval_targets, forecast_table, min_history, one_step
 from seqtool.forecast.series import Series, Transform, check_series, future_times, parse_series, synthetic_sine
+from seqtool.forecast.statistical import Statistical, fit_all
 from seqtool.nn.forecaster import Forecaster, build_forecaster
 
 CLASSIC_N_TRAIN = 600  # the classic sine experiment trains on its first 600 values
 REPORT_LEVELS = (80, 95)  # interval levels the report always scores (--level adds columns to the CSV)
-BASELINES = ("naive", "seasonal naive", "drift", "ets", "theta")
+STAT_MEAN = "ets+arima+theta"  # the plain mean of the three statistical members: the statistician's ensemble
 
 
 def load_series(spec) -> Series:
@@ -123,7 +126,7 @@ class ForecastTask(Task):
         else:
             chosen["difference"] = "--difference"
         ks = sorted(set(f.k))
-        n_val = min(max(8, 2 * season if season > 1 else 0, max(ks)), n_train // 4)
+        n_val = min(max(8, 2 * season if season > 1 else 0, max(ks), n_train // 10), n_train // 4)
         context = f.tau or (max(4, season + 1) if not cls._is_recurrent(spec) else 64)
         need = (1 if cls._is_recurrent(spec) else context) + f.train_horizon + sum(lags)
         if n_train - n_val < need + 1:
@@ -211,19 +214,37 @@ class ForecastTask(Task):
 
     @torch.no_grad()
     def fit_combination(self, model: Forecaster) -> Combination:
-        """Choose and calibrate the reported forecast on the validation part, then refit its
-        statistical members on the whole training part (the same fits as the ETS and Theta rows)."""
+        """Weigh the members on the validation part, calibrate the intervals on rolling origins
+        over the training part (seqtool/forecast/combine.py), then refit the statistical members
+        on the whole training part (the same fits as their rows in the report)."""
         model.eval()
-        x = self.series.values.numpy()[: self.n_train]
+        n0, season = self.n_train, self.season
+        x = self.series.values.numpy()[:n0]
         steps = max(max(self.spec.forecast.k), 1)
-        origins = list(range(self.n_train - self.n_val - 1, self.n_train - 1))
-        scale = seasonal_naive_scale(x[: self.n_train - self.n_val], self.season)
+        fit_end = n0 - self.n_val
+        first = max(min_history(model, self.transform) - 1, min(2 * season, fit_end - 1), n0 - 1 - combine.CALIBRATION_ORIGINS)
+        origins = list(range(first, n0 - 1))
+        tables = {"network": self.network_table(model, x, origins, steps)}
+        if self.spec.forecast.combine == "auto":
+            tables.update({kind: member.table(x, origins, steps) for kind, member in fit_all(x[:fit_end], season).items()})
+        target = np.asarray(origins)[:, None] + np.arange(1, steps + 1)[None, :]
+        valid = target < n0
+        actual = x[np.minimum(target, n0 - 1)]
+        in_validation = np.asarray(origins) >= fit_end - 1
+        held = valid & in_validation[:, None]
+        weights = combine.estimate_weights({m: t[in_validation] for m, t in tables.items()}, actual[in_validation], held[in_validation])
+        combined = combine.weighted_mean(tables, weights)
+        scale = seasonal_naive_scale(x[:fit_end], season)
+        scores = combine.validation_mase({m: t[in_validation] for m, t in {**tables, "model": combined}.items()},
+                                         actual[in_validation], held[in_validation], scale)
+        residuals = actual - combined
+        valid &= np.isfinite(residuals)
+        inflation = combine.in_sample_inflation(residuals, valid, in_validation)
+        residuals = np.where(in_validation[:, None], residuals, residuals * inflation)
         levels = sorted(set(self.spec.forecast.intervals) | set(REPORT_LEVELS))
-        combination = choose(self.network_table(model, x, origins, steps), x, origins, self.n_train, self.season, scale, levels,
-                             allow=self.spec.forecast.combine == "auto")
-        combination.ets = ETS.fit(x, self.season) if "ets" in combination.members else None
-        combination.theta = Theta.fit(x, self.season) if "theta" in combination.members else None
-        return combination
+        members = fit_all(x, season)
+        return Combination(weights, members, {level: combine.conformal_widths(residuals, valid, level / 100) for level in levels},
+                           combine.residual_counts(valid), scores, inflation)
 
     @torch.no_grad()
     def forecast_results(self, model: Forecaster, device, combination: Combination | None = None) -> tuple[dict, dict]:
@@ -236,13 +257,15 @@ class ForecastTask(Task):
         x = self.series.values.numpy()
         n, n0, m = len(x), self.n_train, self.season
         scale = seasonal_naive_scale(x[:n0], m)
-        ets, theta = ETS.fit(x[:n0], m), Theta.fit(x[:n0], m)
+        members = {kind: member if np.array_equal(member.fitted_on, x[:n0]) else Statistical.fit(kind, x[:n0], m)
+                   for kind, member in combination.members.items()}  # the run's fits, unless this is other data
+        members = members or fit_all(x[:n0], m)
         need = min_history(model, self.transform)
         ks = sorted(set(f.k) - set(self.skipped_k))
         kmax = max(ks)
         lo = max(n0 - kmax, need - 1)
         origins = list(range(lo, n - 1))
-        tables = self._tables(model, combination, ets, theta, x, origins, kmax)
+        tables = self._tables(model, combination, members, x, origins, kmax)
         rows, curves = [], {"k": {}}
         for k in ks:
             targets = eval_targets(n0, n, k, need, m)
@@ -256,28 +279,36 @@ class ForecastTask(Task):
                         row.update(interval_scores(low[:, k - 1], high[:, k - 1], actual, level, scale))
                 rows.append(row)
             curves["k"][k] = (targets, tables["model"][at, k - 1])
-        multi = self._tables(model, combination, ets, theta, x, [n0 - 1], n - n0)
+        multi = self._tables(model, combination, members, x, [n0 - 1], n - n0)
         multi_rows = [{"method": method, "n": n - n0, **point_metrics(table[0], x[n0:], scale)} for method, table in multi.items()]
         curves["multi"] = multi["model"][0]
         result = {
             "series": self.series.name, "values": n, "n_train": n0, "n_val": self.n_val, "n_test": n - n0, "season": m,
             "mase_scale": scale, "model": self.spec.model.cell, "tau": self.context, "transform": self.transform.name,
             "difference": list(self.transform.lags), "chosen_by": self.chosen, "combination": combination.name,
-            "validation_mase": combination.validation, "ets": ets.name,
+            "weights": combination.weights, "validation_mase": combination.validation,
+            "statistical": {kind: member.name for kind, member in members.items()},
+            "calibration": {"residuals": combination.residuals, "few_residuals": combination.few_residuals(),
+                            "inflation": combination.inflation},
             "k_step": rows, "multi_step": multi_rows, "skipped_k": self.skipped_k, "winners": winners(rows),
         }
         if f.horizon:
-            ahead = self._tables(model, combination, ets, theta, x, [n - 1], f.horizon)["model"][0]
+            ahead = self._tables(model, combination, members, x, [n - 1], f.horizon)["model"][0]
             result["horizon"] = horizon_rows(future_times(self.series.times, f.horizon), ahead, combination, f.intervals)
             curves["bands"] = {level: combination.bounds(ahead[None, :], level) for level in (f.intervals or REPORT_LEVELS)}
         return result, curves
 
-    def _tables(self, model, combination: Combination, ets: ETS, theta: Theta, x: np.ndarray, origins: list[int], steps: int) -> dict:
+    def _tables(self, model, combination: Combination, members: dict[str, Statistical], x: np.ndarray, origins: list[int],
+                steps: int) -> dict:
+        """Every method's forecast table from the same origins: the combination ('model'), its
+        members, their plain mean (the statistician's ensemble) and the simple baselines."""
         network = self.network_table(model, x, origins, steps)
-        tables = {"model": combination.table(network, x, origins, steps), "network": network,
-                  "naive": naive_table(x, origins, steps), "seasonal naive": seasonal_naive_table(x, origins, steps, self.season),
-                  "drift": drift_table(x, origins, steps), "ets": ets.table(x, origins, steps), "theta": theta.table(x, origins, steps)}
-        return tables
+        statistical = {kind: member.table(x, origins, steps) for kind, member in members.items()}
+        combined = combine.weighted_mean({"network": network, **statistical}, combination.weights)
+        return {"model": combined, "network": network,
+                "naive": naive_table(x, origins, steps), "seasonal naive": seasonal_naive_table(x, origins, steps, self.season),
+                "drift": drift_table(x, origins, steps), **statistical,
+                STAT_MEAN: combine.weighted_mean(statistical, dict.fromkeys(statistical, 1.0))}
 
     def report(self, model, device, run_dir) -> tuple[dict, list[str]]:
         import json
