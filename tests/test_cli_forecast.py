@@ -203,3 +203,19 @@ def test_training_forecast_with_horizon_and_levels_prints_the_bands(cli):
         assert float(lo) < float(f) < float(hi)
     saved = json.loads(Path("s/report.json").read_text())["forecast"]["horizon"]
     assert [round(row["forecast"], 6) for row in saved] == [round(float(line.split(",")[1]), 6) for line in lines[1:]]
+
+
+def test_a_missing_month_is_refused_or_filled_and_counted(cli, tmp_path):
+    months = [f"{1990 + i // 12}-{i % 12 + 1:02d}" for i in range(72)]
+    rows = [f"{m},{100 + 10 * ((i % 12) in (5, 6, 7)) + i * 0.5 + (i * 7919 % 13) / 5:.2f}" for i, m in enumerate(months) if i != 30]
+    path = tmp_path / "gappy.csv"
+    path.write_text("month,sales\n" + "\n".join(rows) + "\n")
+    line = one_error_line(cli("forecast", str(path), "--k", "1", "--out", "r", *FAST), 1)
+    assert line == (f"seqtool: error: {path}: line 32: 1992-08 follows 1992-06, 1992-07 expected (the step is 1 month); "
+                    "1 missing time step(s) in all; pass --fill ffill or --fill interpolate to fill them")
+    assert not Path("r").exists()  # nothing written
+    result = cli("forecast", str(path), "--k", "1", "--fill", "interpolate", "--epochs", "1", "--out", "r", *FAST)
+    assert result.code == 0, result.err
+    report = json.loads(Path("r/report.json").read_text())["forecast"]
+    assert (report["values"], report["filled"], report["gaps_filled"]) == (72, 1, 1) and report["season"] == 12
+    assert "--fill filled 1 value(s), 1 of them missing time steps" in Path("r/report.md").read_text()

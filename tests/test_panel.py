@@ -64,9 +64,10 @@ def test_wide_layout_reads_m4_rows_of_different_lengths():
 @pytest.mark.parametrize("text, message", [
     ("unique_id,ds,y\na,1,1\na,1,2\n", "lines 2 and 3: series a has two rows for 1"),
     ("unique_id,ds,y\na,1,1\na,2,nan\n", "line 3: series a has a missing or infinite value (nan)"),
-    ("unique_id,ds,y\na,1,1\na,2,\n", "line 3: series a has a missing value"),
-    ("unique_id,ds,y\na,1,1\na,3,2\n", "line 3: series a has a gap: 3 follows 1 (the step is 1)"),
-    ("unique_id,ds,y\na,2020-01-01,1\na,2020-01-08,1\na,2020-01-22,1\n", "line 4: series a has a gap: 2020-01-22 follows 2020-01-08 (the step is 7 days)"),
+    ("unique_id,ds,y\na,1,1\na,2,\n", "line 3: series a has a missing value; pass --fill ffill or --fill interpolate to fill missing values"),
+    ("unique_id,ds,y\na,1,1\na,3,2\n", "line 3: series a has a gap: 3 follows 1 (the step is 1); pass --fill ffill or --fill interpolate to fill missing steps"),
+    ("unique_id,ds,y\na,2020-01-01,1\na,2020-01-08,1\na,2020-01-22,1\n", "line 4: series a has a gap: 2020-01-22 follows 2020-01-08 (the step is 7 days); "
+     "pass --fill ffill or --fill interpolate to fill missing steps"),
     ("unique_id,ds,y\na,1,x\n", "line 2: 'x' is not a number (series a)"),
     ("id,ds,y\na,1,1\n", "no column 'unique_id' for --id-column (the header has: id, ds, y)"),
 ])
@@ -122,6 +123,22 @@ def test_conformal_widths_take_the_right_order_statistic():
     errors = np.arange(1, 40, dtype=float)[:, None].repeat(2, axis=1)  # 39 errors per step
     widths = {level: conformal_widths(errors, np.ones_like(errors, dtype=bool), level / 100) for level in (80, 95)}
     assert widths[80] == [32.0, 32.0] and widths[95] == [38.0, 38.0]  # ceil(40 * 0.8) = 32, ceil(40 * 0.95) = 38
+
+
+def test_fill_inserts_missing_steps_and_values_in_every_series():
+    text = ("unique_id,ds,y\na,2020-01,1\na,2020-02,2\na,2020-05,8\nb,2020-01,4\nb,2020-02,\nb,2020-03,6\n")
+    panel = read_long(text, "t.csv", "unique_id", "ds", "y", fill="interpolate")
+    np.testing.assert_allclose(panel.values[0], [1, 2, 4, 6, 8])  # March and April were missing
+    np.testing.assert_allclose(panel.values[1], [4, 5, 6])
+    assert (panel.filled, panel.gaps_filled) == (3, 2)
+    assert panel.future(0, 1) == ["2020-06"]
+    ffilled = read_long(text, "t.csv", "unique_id", "ds", "y", fill="ffill")
+    np.testing.assert_allclose(ffilled.values[0], [1, 2, 2, 2, 8])
+    with pytest.raises(SeqtoolError, match="is not a whole number of steps"):
+        read_long("unique_id,ds,y\na,2020-01-01,1\na,2020-01-08,1\na,2020-01-10,1\n", "t.csv", "unique_id", "ds", "y", fill="ffill")
+    wide = read_wide("id,v1,v2,v3\na,1,,3\n", "w.csv", None, fill="interpolate")
+    np.testing.assert_allclose(wide.values[0], [1, 2, 3]) and None
+    assert wide.filled == 1
 
 
 # ---- the model ---------------------------------------------------------------------------------------------------------

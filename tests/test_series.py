@@ -173,3 +173,41 @@ def test_seasonal_and_first_differences_box_cox_and_their_exact_inverse():
     flat = tr.to_original(torch.full((1, 1), -tr.scaler.mean / tr.scaler.std, dtype=torch.float64), x, [47])
     inverse = lambda v: (0.5 * v + 1) ** 2  # noqa: E731
     assert torch.allclose(flat, inverse(b[47] + b[36] - b[35])[None, None])
+
+
+# ---- gaps in the time column ----------------------------------------------------------------------
+@pytest.mark.parametrize("rows, line, message", [
+    (["2020-01,1", "2020-02,2", "2020-04,3", "2020-05,5"], 4, "2020-04 follows 2020-02, 2020-03 expected (the step is 1 month)"),
+    (["2020-01,1", "2020-04,2", "2020-10,3", "2021-01,5"], 4, "2020-10 follows 2020-04, 2020-07 expected (the step is 3 months)"),
+    (["1990,1", "1991,2", "1993,3", "1994,1"], 4, "1993 follows 1991, 1992 expected (the step is 1)"),
+    (["2020-01-06,1", "2020-01-13,2", "2020-01-27,3", "2020-02-03,4"], 4, "2020-01-27 follows 2020-01-13, 2020-01-20 expected (the step is 7 days)"),
+    (["2020-01-01 00:00,1", "2020-01-01 01:00,2", "2020-01-01 03:00,3", "2020-01-01 04:00,4"], 4,
+     "2020-01-01 03:00 follows 2020-01-01 01:00, 2020-01-01 02:00:00 expected (the step is 1 hour)"),
+])
+def test_a_missing_step_is_refused_with_its_line_and_the_expected_stamp(rows, line, message):
+    with pytest.raises(SeqtoolError) as info:
+        parse_series("t,v\n" + "\n".join(rows) + "\n", source="s.csv")
+    assert str(info.value) == (f"s.csv: line {line}: {message}; 1 missing time step(s) in all; "
+                               "pass --fill ffill or --fill interpolate to fill them")
+
+
+def test_fill_inserts_the_missing_steps_and_counts_them():
+    text = "month,v\n2020-01,1\n2020-02,2\n2020-05,8\n2020-06,,\n2020-07,3\n"
+    s = parse_series(text, fill="interpolate")
+    assert s.times == ["2020-01", "2020-02", "2020-03", "2020-04", "2020-05", "2020-06", "2020-07"]
+    assert s.values.tolist() == [1.0, 2.0, 4.0, 6.0, 8.0, 5.5, 3.0]
+    assert (s.filled, s.gaps_filled) == (3, 2)  # two missing months and one empty cell
+    assert parse_series(text, fill="ffill").values.tolist() == [1.0, 2.0, 2.0, 2.0, 8.0, 8.0, 3.0]
+    hours = parse_series("t,v\n2020-01-01T00:00,1\n2020-01-01T01:00,2\n2020-01-01T03:00,4\n2020-01-01T04:00,5\n", fill="interpolate")
+    assert hours.times[2] == "2020-01-01T02:00" and hours.values[2] == 3.0  # written as the input writes them
+
+
+def test_skipped_days_are_kept_unless_fill_and_odd_steps_are_refused():
+    text = "day,v\n2020-01-01,1\n2020-01-02,2\n2020-01-04,4\n2020-01-05,5\n"
+    assert parse_series(text).times == ["2020-01-01", "2020-01-02", "2020-01-04", "2020-01-05"]  # as today: counted later
+    filled = parse_series(text, fill="interpolate")
+    assert filled.times[2] == "2020-01-03" and filled.values.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0] and filled.gaps_filled == 1
+    with pytest.raises(SeqtoolError, match=r"line 4: time 2020-02 is not a whole number of steps \(1 month\) after 2020-02"):
+        parse_series("m,v\n2020-01,1\n2020-02,2\n2020-02,3\n2020-03,4\n")
+    labels = parse_series("m,v\n1-01,1\n1-02,2\n1-04,3\n")  # labels that are not dates or integers: taken as they come
+    assert labels.times == ["1-01", "1-02", "1-04"]

@@ -223,7 +223,9 @@ class ForecastSpec:
     id_column: str = opt("unique_id", "Panel: the column naming each row's series (long layout; with --wide, default the first column).",
                          tasks=PN)
     wide: bool = opt(False, "Panel: one row per series, an id then its values (the M4 files' layout).", tasks=PN)
-    fill: str = opt("none", "Missing values: none (an error) | ffill | interpolate.", tasks=FC,
+    fill: str = opt("none", "Missing values and missing time steps (a month, week, hour... absent from the time column): none "
+                    "(an error; for a single day-spaced series, skipped days are counted in the report and the rows taken "
+                    "as consecutive) | ffill | interpolate (either fills them, and the report counts them).", tasks=FP,
                     choices=("none", "ffill", "interpolate"))
     transform: str = opt("auto", "auto (chosen on the training part: none, log or Box-Cox by how the spread grows with the level) "
                          "| none | log | box-cox.", tasks=FC, choices=("auto", "none", "log", "box-cox"))

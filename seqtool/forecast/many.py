@@ -38,7 +38,7 @@ def load_panel(spec, data: str | None = None) -> Panel:
     corpus = data or d.corpus
     if not corpus:
         raise UsageError("no data: pass a CSV of many series (long: unique_id, ds, y; or --wide), '-' for stdin, or a catalog name")
-    return read_panel(corpus, f.wide, f.id_column, f.time_column, f.column, d.encoding, d.encoding_errors)
+    return read_panel(corpus, f.wide, f.id_column, f.time_column, f.column, d.encoding, d.encoding_errors, f.fill)
 
 
 def windows(histories: list[np.ndarray], window: int) -> torch.Tensor:
@@ -202,7 +202,8 @@ class PanelTask(Task):
         atomic_write_text(run_dir / "forecast.csv", forecast_csv(self.panel, model, self, combination, levels, device))
         result = {"series": len(self.panel), "horizon": self.horizon, "season": self.season, "window": self.window,
                   "trainable_series": int(len(self.trainable)), "combination": combination.name, "validation": rows,
-                  "forecast_csv": "forecast.csv", "levels": levels}
+                  "forecast_csv": "forecast.csv", "levels": levels,
+                  "filled": self.panel.filled, "gaps_filled": self.panel.gaps_filled}
         return {"panel": result}, [panel_markdown(result)]
 
 
@@ -233,6 +234,8 @@ def panel_markdown(result: dict) -> str:
     lines = [f"## Many series: {result['series']} series, horizon {result['horizon']}, season {result['season']}, "
              f"window {result['window']}", "",
              f"Validation (each series' last {result['horizon']} values); the reported forecast is **{result['combination']}**.", "",
+             *([f"--fill filled {result['filled']} value(s), {result['gaps_filled']} of them missing time steps.", ""]
+               if result.get("filled") else []),
              "| method | sMAPE | MASE | OWA |", "|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['smape']:.3f} | {r['mase']:.3f} | {r['owa']:.3f} |" for r in result["validation"]]
     return "\n".join(lines) + f"\n\nForecasts: [{result['forecast_csv']}]({result['forecast_csv']})\n"

@@ -13,58 +13,15 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 import numpy as np
 
 from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.forecast.timeaxis import TimeAxis, infer_axis, kind_words, parses, step_words
 
 csv.field_size_limit(1 << 30)
 DEFAULT_ID = "unique_id"
-
-
-@dataclass
-class TimeAxis:
-    """How a panel's time stamps are written and stepped: positions, or dates spaced by a number of
-    months or of seconds."""
-
-    kind: str = "position"  # position | month | date | datetime
-    months: int = 0  # step in months (month-spaced dates)
-    seconds: int = 0  # step in seconds (other dates)
-
-    def parse(self, text: str):
-        return int(text) if self.kind == "position" else parse_date(text)
-
-    def format(self, stamp) -> str:
-        if self.kind == "position":
-            return str(stamp)
-        if self.kind == "month":
-            return stamp.strftime("%Y-%m")
-        return stamp.date().isoformat() if self.kind == "date" else stamp.isoformat(sep=" ")
-
-    def advance(self, stamp, steps: int):
-        if self.kind == "position":
-            return stamp + steps
-        if self.months:
-            months = stamp.year * 12 + stamp.month - 1 + steps * self.months
-            return stamp.replace(year=months // 12, month=months % 12 + 1)
-        return stamp + timedelta(seconds=self.seconds * steps)
-
-    def season(self) -> int:
-        """The M4 competition's seasonal period for this spacing: 12 monthly, 4 quarterly, 24 hourly,
-        1 otherwise (yearly, weekly, daily, positions)."""
-        if self.months:
-            return {1: 12, 3: 4}.get(self.months, 1)
-        return 24 if self.seconds == 3600 else 1
-
-
-def parse_date(text: str) -> datetime:
-    text = text.strip()
-    if len(text) == 7 and text[4] == "-":  # 2020-01
-        text += "-01"
-    return datetime.fromisoformat(text)
 
 
 @dataclass
@@ -77,6 +34,8 @@ class Panel:
     last: list = field(default_factory=list)
     axis: TimeAxis = field(default_factory=TimeAxis)
     source: str = ""
+    filled: int = 0  # values filled by --fill (missing cells and missing time steps)
+    gaps_filled: int = 0  # of those, missing time steps
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -100,19 +59,25 @@ def _column(header: list[str], name: str, flag: str, source: str) -> int:
     raise SeqtoolError(f"{source}: no column {name!r} for {flag} (the header has: {shown})")
 
 
-def _number(text: str, source: str, line: int, series: str) -> float:
+def _number(text: str, source: str, line: int, series: str, fill: str = "none") -> float:
+    """A value; with --fill a missing one (empty, NA, NaN) is nan, filled once the series is read."""
+    from seqtool.forecast.series import MISSING
+
+    if fill != "none" and text.strip().strip('"').lower() in MISSING:
+        return math.nan
     try:
         value = float(text)
     except ValueError:
         if not text.strip():
-            raise SeqtoolError(f"{source}, line {line}: series {series} has a missing value") from None
+            raise SeqtoolError(f"{source}, line {line}: series {series} has a missing value; pass --fill ffill or --fill "
+                               "interpolate to fill missing values") from None
         raise SeqtoolError(f"{source}, line {line}: {text.strip()[:40]!r} is not a number (series {series})") from None
     if not math.isfinite(value):
         raise SeqtoolError(f"{source}, line {line}: series {series} has a missing or infinite value ({text.strip()})")
     return value
 
 
-def read_long(text: str, source: str, id_column: str, time_column: str, value_column: str) -> Panel:
+def read_long(text: str, source: str, id_column: str, time_column: str, value_column: str, fill: str = "none") -> Panel:
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if not header:
@@ -127,7 +92,7 @@ def read_long(text: str, source: str, id_column: str, time_column: str, value_co
         if len(row) <= max(cols):
             raise SeqtoolError(f"{source}, line {line}: {len(row)} fields, the header has {len(header)}")
         key = row[cols[0]].strip()
-        rows.setdefault(key, []).append((row[cols[1]].strip(), _number(row[cols[2]], source, line, key), line))
+        rows.setdefault(key, []).append((row[cols[1]].strip(), _number(row[cols[2]], source, line, key, fill), line))
         if len(stamps) < 2000:
             stamps.append(row[cols[1]].strip())
     if not rows:
@@ -138,62 +103,44 @@ def read_long(text: str, source: str, id_column: str, time_column: str, value_co
         try:
             parsed = sorted((axis.parse(t), v, line) for t, v, line in items)
         except ValueError:
-            bad = next((t, line) for t, _, line in items if not _parses(axis, t))
-            raise SeqtoolError(f"{source}, line {bad[1]}: time {bad[0]!r} is not {_kind_words(axis)} like the others") from None
-        for (a, _, la), (b, _, lb) in zip(parsed, parsed[1:]):
+            bad = next((t, line) for t, _, line in items if not parses(axis, t))
+            raise SeqtoolError(f"{source}, line {bad[1]}: time {bad[0]!r} is not {kind_words(axis)} like the others") from None
+        values = [parsed[0][1]]
+        for (a, _, la), (b, v, lb) in zip(parsed, parsed[1:]):
             if a == b:
                 raise SeqtoolError(f"{source}, lines {min(la, lb)} and {max(la, lb)}: series {key} has two rows for {axis.format(a)}")
-            if axis.advance(a, 1) != b:
+            expected = axis.advance(a, 1)
+            while fill != "none" and expected < b:  # a missing time step, filled below
+                values.append(math.nan)
+                panel.gaps_filled += 1
+                expected = axis.advance(expected, 1)
+            if expected != b:
                 raise SeqtoolError(f"{source}, line {lb}: series {key} has a gap: {axis.format(b)} follows {axis.format(a)} "
-                                   f"(the step is {_step_words(axis)})")
+                                   f"(the step is {step_words(axis)}); pass --fill ffill or --fill interpolate to fill missing steps"
+                                   if b > expected and fill == "none" else
+                                   f"{source}, line {lb}: series {key}: {axis.format(b)} is not a whole number of steps "
+                                   f"({step_words(axis)}) after {axis.format(a)}")
+            values.append(v)
         panel.ids.append(key)
-        panel.values.append(np.array([v for _, v, _ in parsed], dtype=np.float64))
+        panel.values.append(_filled(np.array(values, dtype=np.float64), fill, panel, source, key))
         panel.last.append(parsed[-1][0])
     return panel
 
 
-def _parses(axis: TimeAxis, text: str) -> bool:
-    try:
-        axis.parse(text)
-        return True
-    except ValueError:
-        return False
+def _filled(values: np.ndarray, fill: str, panel: Panel, source: str, key: str) -> np.ndarray:
+    """The series with its missing values (nan) filled as --fill says, counted in panel.filled."""
+    gaps = np.isnan(values)
+    if not gaps.any():
+        return values
+    if gaps.all():
+        raise SeqtoolError(f"{source}: series {key}: every value is missing")
+    from seqtool.forecast.series import fill_missing
+
+    panel.filled += int(gaps.sum())
+    return np.array(fill_missing([None if g else float(v) for v, g in zip(values, gaps)], fill), dtype=np.float64)
 
 
-def _kind_words(axis: TimeAxis) -> str:
-    return "an integer position" if axis.kind == "position" else "a date"
-
-
-def _step_words(axis: TimeAxis) -> str:
-    if axis.kind == "position":
-        return "1"
-    if axis.months:
-        return f"{axis.months} month{'s' * (axis.months > 1)}"
-    return f"{axis.seconds // 86400} days" if axis.seconds % 86400 == 0 else f"{axis.seconds} seconds"
-
-
-def infer_axis(stamps: list[str], source: str) -> TimeAxis:
-    """Positions when the stamps are integers; else dates, stepped by the commonest spacing of
-    consecutive distinct stamps (months when they fall on the same day of the month)."""
-    if all(s.lstrip("-").isdigit() for s in stamps):
-        return TimeAxis("position")
-    try:
-        dates = sorted(set(parse_date(s) for s in stamps))
-    except ValueError:
-        bad = next(s for s in stamps if not _parses(TimeAxis("date"), s))
-        raise SeqtoolError(f"{source}: time {bad!r} is neither an integer position nor an ISO date") from None
-    kind = "month" if all(len(s) == 7 for s in stamps) else ("date" if all(d.hour == d.minute == d.second == 0 for d in dates) else "datetime")
-    if len(dates) < 2:
-        return TimeAxis(kind, months=1 if kind == "month" else 0, seconds=86400)
-    if all(d.day == dates[0].day for d in dates) and all(d.time() == dates[0].time() for d in dates):
-        months = Counter((b.year * 12 + b.month) - (a.year * 12 + a.month) for a, b in zip(dates, dates[1:])).most_common(1)[0][0]
-        if months >= 1:
-            return TimeAxis("month" if kind == "month" else kind, months=months)
-    seconds = Counter(int((b - a).total_seconds()) for a, b in zip(dates, dates[1:])).most_common(1)[0][0]
-    return TimeAxis(kind, seconds=seconds)
-
-
-def read_wide(text: str, source: str, id_column: str | None) -> Panel:
+def read_wide(text: str, source: str, id_column: str | None, fill: str = "none") -> Panel:
     """One row per series: the id column (the first unless the header names --id-column), then the
     values in time order."""
     reader = csv.reader(io.StringIO(text))
@@ -219,14 +166,14 @@ def read_wide(text: str, source: str, id_column: str | None) -> Panel:
         if not cells:
             raise SeqtoolError(f"{source}, line {line}: series {key} has no values")
         panel.ids.append(key)
-        panel.values.append(_numbers(cells, source, line, key))
+        panel.values.append(_filled(_numbers(cells, source, line, key, fill), fill, panel, source, key))
         panel.last.append(len(cells))
     if not panel.ids:
         raise SeqtoolError(f"{source} has no series")
     return panel
 
 
-def _numbers(cells: list[str], source: str, line: int, series: str) -> np.ndarray:
+def _numbers(cells: list[str], source: str, line: int, series: str, fill: str = "none") -> np.ndarray:
     """A row of values; numpy parses a clean row at once, a bad one is named cell by cell."""
     try:
         values = np.array(cells, dtype=np.float64)
@@ -234,7 +181,7 @@ def _numbers(cells: list[str], source: str, line: int, series: str) -> np.ndarra
             return values
     except ValueError:
         pass
-    return np.array([_number(c, source, line, series) for c in cells], dtype=np.float64)
+    return np.array([_number(c, source, line, series, fill) for c in cells], dtype=np.float64)
 
 
 def _is_number(text: str) -> bool:
@@ -246,7 +193,7 @@ def _is_number(text: str) -> bool:
 
 
 def read_panel(path: str, wide: bool, id_column: str | None, time_column: str | None, value_column: str | None,
-               encoding: str = "utf-8", errors: str = "strict") -> Panel:
+               encoding: str = "utf-8", errors: str = "strict", fill: str = "none") -> Panel:
     """The panel in a file (or '-' for stdin, or a catalog name), long unless `wide`."""
     from seqtool.data.corpora import read_text
 
@@ -255,8 +202,8 @@ def read_panel(path: str, wide: bool, id_column: str | None, time_column: str | 
     if wide:
         if time_column or value_column:
             raise UsageError("--wide reads one row per series (an id, then the values): --time-column and --column do not apply")
-        return read_wide(text, source, id_column)
-    return read_long(text, source, id_column or DEFAULT_ID, time_column or "ds", value_column or "y")
+        return read_wide(text, source, id_column, fill)
+    return read_long(text, source, id_column or DEFAULT_ID, time_column or "ds", value_column or "y", fill)
 
 
 def claims(corpus: str | None, target: str | None) -> bool:

@@ -35,6 +35,7 @@ def forecast_markdown(results: dict) -> str:
         "- baselines on the same points: naive (last value), seasonal naive, drift, "
         + ", ".join(r.get("statistical", {}).values()) + " (statsforecast; chosen and fitted on the training part, the model "
         "fixed across origins), and ets+arima+theta, their plain mean",
+        *([f"- --fill filled {r['filled']} value(s), {r.get('gaps_filled', 0)} of them missing time steps"] if r.get("filled") else []),
         *([f"- time column: {chosen['irregular_steps']} irregular step(s) (first: {chosen['first_irregular_step']}); the rows are "
            "taken as consecutive observations"] if chosen.get("irregular_steps") else []),
         "- k: prediction for each test value made k steps earlier; multi: one recursive forecast from the end of the training part",

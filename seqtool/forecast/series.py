@@ -32,6 +32,7 @@ class Series:
     name: str  # column name (or 'value' / 'sine')
     time_name: str = "time"
     filled: int = 0  # how many missing values were filled
+    gaps_filled: int = 0  # of those, how many were missing time steps (rows absent from the input)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -142,22 +143,71 @@ def parse_series(
         except ValueError:
             name = header[col] if header else f"column {col + 1}"
             raise SeqtoolError(f"{source}: line {line}: {cell.strip()!r} in {name} is not a number") from None
-    missing = [data[i][0] for i, v in enumerate(values) if v is None]
+    if tcol is not None:
+        times = [(r[tcol] if tcol < len(r) else "").strip().strip('"') for _, r in data]
+    else:
+        times = [str(i) for i in range(1, len(data) + 1)]
+    lines = [line for line, _ in data]
+    inserted = 0
+    if tcol is not None:
+        values, times, lines, inserted = _missing_steps(values, times, lines, fill, source)
+    missing = [lines[i] for i, v in enumerate(values) if v is None and lines[i] is not None]
     if missing and fill == "none":
         raise SeqtoolError(
             f"{source}: {len(missing)} missing value(s) (first on line {missing[0]}); "
             "pass --fill ffill or --fill interpolate to fill them"
         )
-    if len(missing) == len(values):
+    if all(v is None for v in values):
         raise SeqtoolError(f"{source}: every value is missing")
-    filled = fill_missing(values, fill) if missing else [float(v) for v in values]  # type: ignore[arg-type]
-    if tcol is not None:
-        times = [(r[tcol] if tcol < len(r) else "").strip().strip('"') for _, r in data]
-    else:
-        times = [str(i) for i in range(1, len(data) + 1)]
+    filled = fill_missing(values, fill) if missing or inserted else [float(v) for v in values]  # type: ignore[arg-type]
     name = header[col] if header else "value"
     time_name = header[tcol] if (header and tcol is not None) else "time"
-    return Series(torch.tensor(filled, dtype=torch.float64), times, name, time_name, len(missing))
+    return Series(torch.tensor(filled, dtype=torch.float64), times, name, time_name, len(missing) + inserted, inserted)
+
+
+def _missing_steps(values: list, times: list[str], lines: list, fill: str, source: str) -> tuple[list, list[str], list, int]:
+    """Gaps in a time column of integers or ISO dates: refused, naming the line and the expected
+    stamp, unless --fill is given, which inserts the missing steps as missing values. Day-spaced
+    data are the exception: real daily files skip days (31 December in leap years), so without
+    --fill their gaps are counted in the report and the rows taken as consecutive."""
+    from seqtool.forecast.timeaxis import find_gaps, regular_axis, step_words
+
+    axis = regular_axis(times)
+    if axis is None:
+        return values, times, lines, 0
+    gaps, odd = find_gaps(times, axis)
+    daily = axis.kind in ("date", "datetime") and axis.seconds == 86400
+    if daily and fill == "none":
+        return values, times, lines, 0
+    if odd and not daily:
+        i = odd[0]
+        raise SeqtoolError(f"{source}: line {lines[i]}: time {times[i]} is not a whole number of steps ({step_words(axis)}) "
+                           f"after {times[i - 1]}")
+    if not gaps:
+        return values, times, lines, 0
+    if fill == "none":
+        g = gaps[0]
+        total = sum(g.missing for g in gaps)
+        raise SeqtoolError(f"{source}: line {lines[g.index]}: {g.stamp} follows {g.previous}, {g.expected} expected (the step is "
+                           f"{step_words(axis)}); {total} missing time step(s) in all; pass --fill ffill or --fill interpolate "
+                           "to fill them")
+    out_values, out_times, out_lines = [], [], []
+    starts = {g.index: g for g in gaps}
+    for i, (v, t, line) in enumerate(zip(values, times, lines)):
+        if i in starts:
+            stamp = axis.parse(times[i - 1])
+            for _ in range(starts[i].missing):
+                stamp = axis.advance(stamp, 1)
+                out_values.append(None), out_times.append(_written_like(axis.format(stamp), times[i - 1])), out_lines.append(None)
+        out_values.append(v), out_times.append(t), out_lines.append(line)
+    return out_values, out_times, out_lines, sum(g.missing for g in gaps)
+
+
+def _written_like(label: str, neighbour: str) -> str:
+    """A generated stamp in the input's style ('2020-01-01T03:00' rather than '2020-01-01 03:00:00')."""
+    if "T" in neighbour:
+        label = label.replace(" ", "T")
+    return label[: len(neighbour)] if len(neighbour) < len(label) else label
 
 
 def fill_missing(values: list[float | None], fill: str) -> list[float]:

@@ -288,6 +288,7 @@ class ForecastTask(Task):
             "difference": list(self.transform.lags), "chosen_by": self.chosen, "combination": combination.name,
             "weights": combination.weights, "validation_mase": combination.validation,
             "statistical": {kind: member.name for kind, member in members.items()},
+            "filled": self.series.filled, "gaps_filled": self.series.gaps_filled,
             "calibration": {"residuals": combination.residuals, "few_residuals": combination.few_residuals(),
                             "inflation": combination.inflation},
             "k_step": rows, "multi_step": multi_rows, "skipped_k": self.skipped_k, "winners": winners(rows),
