@@ -205,7 +205,8 @@ def test_eval_scores_a_run_on_a_test_file_as_m4_does(cli, tmp_path):
     assert scored.code == 0, scored.err
     out = json.loads(scored.out)
     rows = {r["method"]: r for r in out["scores"]}
-    assert set(rows) == {"model", "network", "theta", "naive2", "seasonal naive"}
+    assert set(rows) == {"model", "network", "theta", "naive2", "seasonal naive", "autoets", "autoarima", "autotheta", "ets+arima+theta"}
+    assert rows["autoets"]["owa"] < 1.0 and rows["ets+arima+theta"]["owa"] < 1.0  # the statistical members beat Naive2 here
     assert round(rows["naive2"]["smape"], 3) == 9.161 and round(rows["naive2"]["mase"], 3) == 2.777
     per = list(csv.DictReader(open(tmp_path / "run" / "test-scores.csv")))
     assert len(per) == 359 and per[0]["unique_id"] == "W1"

@@ -26,6 +26,7 @@ from seqtool.core.task import Task
 from seqtool.forecast import m4
 from seqtool.forecast.combine import conformal_widths
 from seqtool.forecast.panel import Panel, long_csv, read_panel
+from seqtool.forecast.statistical import PANEL_HISTORY, STAT_MEAN, panel_forecasts
 from seqtool.nn.global_forecaster import GlobalForecaster
 
 EPOCH_BATCHES = 100  # an epoch is this many sampled batches (series are sampled, not swept)
@@ -268,7 +269,9 @@ def forecast_checkpoint(checkpoint: str | None, data: str | None, horizon: int, 
 
 def evaluate_checkpoint(checkpoint: str | None, data: str | None, test: str, wide: bool, out: str | None, device: str = "auto") -> dict:
     """Forecast every series of the run's data (or DATA) and score them on TEST as the M4 competition
-    does, with seasonal naive, Naive2 and Theta from the same histories; writes test-scores.csv
+    does, with seasonal naive, Naive2 and Theta (M4's benchmarks) from the same histories, and
+    statsforecast's AutoETS, AutoARIMA, AutoTheta (on each series' latest PANEL_HISTORY values) and
+    their mean; writes test-scores.csv
     (per series) and test.json into `out` (default: the run directory)."""
     from seqtool.core.run import atomic_write_text
 
@@ -286,8 +289,10 @@ def evaluate_checkpoint(checkpoint: str | None, data: str | None, test: str, wid
     actual = np.stack([actual_panel.values[where[key]][:h] for key in panel.ids])
     network = predict(r.model, windows(panel.values, r.task.window), r.device)
     theta = m4.theta(panel.values, h, m)
+    statistical = panel_forecasts(panel.values, h, m, jobs=torch.get_num_threads())
     forecasts = {"model": combination.forecast(network, theta), "network": network, "theta": theta,
-                 "naive2": m4.naive2(panel.values, h, m), "seasonal naive": m4.seasonal_naive(panel.values, h, m)}
+                 "naive2": m4.naive2(panel.values, h, m), "seasonal naive": m4.seasonal_naive(panel.values, h, m),
+                 **{f"auto{kind}": f for kind, f in statistical.items()}, STAT_MEAN: np.mean(list(statistical.values()), axis=0)}
     scales = m4.mase_scales(panel.values, m)
     rows, per = m4.score_table(actual, forecasts, scales)
     target = Path(out) if out else r.path.parent.parent
@@ -299,7 +304,8 @@ def evaluate_checkpoint(checkpoint: str | None, data: str | None, test: str, wid
         writer.writerow([key, *(f"{per[name][metric][i]:.6g}" for name in forecasts for metric in ("smape", "mase"))])
     atomic_write_text(target / "test-scores.csv", text.getvalue())
     result = {"checkpoint": str(r.path), "test": test, "series": len(panel), "horizon": h, "season": m,
-              "combination": combination.name, "scores": rows, "per_series": str(target / "test-scores.csv")}
+              "combination": combination.name, "scores": rows, "per_series": str(target / "test-scores.csv"),
+              "statistical_history": PANEL_HISTORY}
     atomic_write_text(target / "test.json", json.dumps(result, indent=2) + "\n")
     return result
 

@@ -19,6 +19,7 @@ import numpy as np
 #: the statistical members, in report order
 KINDS = ("ets", "arima", "theta")
 TITLES = {"ets": "AutoETS", "arima": "AutoARIMA", "theta": "AutoTheta"}
+STAT_MEAN = "ets+arima+theta"  # the plain mean of the three: the statistician's ensemble
 #: ETS estimates one initial state per season position: past this period (as R's ets) it is fitted without a season
 MAX_ETS_SEASON = 24
 #: a seasonal ARIMA past this period is slow to search and rarely chosen: fitted without a season
@@ -104,3 +105,29 @@ class Statistical:
 
 def fit_all(y: np.ndarray, season: int) -> dict[str, Statistical]:
     return {kind: Statistical.fit(kind, y, season) for kind in KINDS}
+
+
+#: the latest values of each series the panel baselines are fitted on (AutoARIMA and AutoTheta on
+#: thousands of values per series would take minutes on a large panel, and add little)
+PANEL_HISTORY = 300
+
+
+def panel_forecasts(values: list[np.ndarray], h: int, season: int, jobs: int = 1) -> dict[str, np.ndarray]:
+    """(series, h) forecasts of AutoETS, AutoARIMA and AutoTheta for every series at once
+    (statsforecast's StatsForecast, `jobs` processes), each fitted on the series' latest
+    PANEL_HISTORY values; a series a model cannot fit gets the naive forecast instead."""
+    import pandas as pd
+    from statsforecast import StatsForecast
+    from statsforecast.models import Naive
+
+    tails = [np.asarray(v, dtype=np.float64)[-PANEL_HISTORY:] for v in values]
+    shortest = min(len(t) for t in tails)
+    frame = pd.DataFrame({"unique_id": np.repeat(np.arange(len(tails)), [len(t) for t in tails]),
+                          "ds": np.concatenate([np.arange(len(t)) for t in tails]), "y": np.concatenate(tails)})
+    models = [_model(kind, season, shortest) for kind in KINDS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        engine = StatsForecast(models=models, freq=1, n_jobs=max(1, jobs), fallback_model=Naive())
+        result = engine.forecast(df=frame, h=h)
+    result = result.sort_values(["unique_id", "ds"])
+    return {kind: result[repr(model)].to_numpy(dtype=np.float64).reshape(len(tails), h) for kind, model in zip(KINDS, models)}

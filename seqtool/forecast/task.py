@@ -29,12 +29,11 @@ from seqtool.forecast.combine import Combination
 from seqtool.forecast.metrics import interval_scores, point_metrics, seasonal_naive_scale
 from seqtool.forecast.predict import eval_targets, forecast_table, min_history, one_step
 from seqtool.forecast.series import Series, Transform, check_series, future_times, parse_series, synthetic_sine
-from seqtool.forecast.statistical import Statistical, fit_all
+from seqtool.forecast.statistical import STAT_MEAN, Statistical, fit_all
 from seqtool.nn.forecaster import Forecaster, build_forecaster
 
 CLASSIC_N_TRAIN = 600  # the classic sine experiment trains on its first 600 values
 REPORT_LEVELS = (80, 95)  # interval levels the report always scores (--level adds columns to the CSV)
-STAT_MEAN = "ets+arima+theta"  # the plain mean of the three statistical members: the statistician's ensemble
 
 
 def load_series(spec) -> Series:
