@@ -145,6 +145,15 @@ def test_weights_favour_the_member_that_validates_best_and_shrink_toward_equal()
     assert estimate_weights(tables, actual, valid, shrink=1e9)["ets"] == pytest.approx(1 / 3)
 
 
+def test_a_combination_saved_by_the_earlier_selection_is_refused_in_one_line():
+    from seqtool.core.errors import SeqtoolError
+
+    old = {"members": ["network", "theta"], "widths": {"80": [1.0]}, "validation": {}, "ets": None,
+           "theta": {"season": 1, "indices": [1.0], "multiplicative": True, "slope": 0.0, "alpha": 0.5}}
+    with pytest.raises(SeqtoolError, match="trained by an earlier seqtool.*train it again"):
+        Combination.from_state(old)
+
+
 def test_the_combination_survives_its_state():
     x = seasonal_series(n=60)
     members = fit_all(x[:48], 12)

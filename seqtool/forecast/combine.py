@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from seqtool.core.errors import SeqtoolError
 from seqtool.forecast.statistical import Statistical
 
 SHRINK = 30  # validation origins worth as much as the prior of equal weights
@@ -75,6 +76,10 @@ class Combination:
 
     @classmethod
     def from_state(cls, state: dict) -> "Combination":
+        if "weights" not in state and isinstance(state.get("members"), list):
+            raise SeqtoolError("this run was trained by an earlier seqtool, whose forecast chose among the network, ETS and Theta "
+                               "(now replaced by a weighted combination with statsforecast's models): train it again to forecast "
+                               "from it")
         members = {k: Statistical.from_state(s) for k, s in state["members"].items()}
         return cls({k: float(v) for k, v in state["weights"].items()}, members,
                    {int(k): [float(v) for v in w] for k, w in state["widths"].items()}, [int(n) for n in state["residuals"]],
