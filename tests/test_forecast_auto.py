@@ -143,6 +143,8 @@ def test_weights_favour_the_member_that_validates_best_and_shrink_toward_equal()
     few = estimate_weights({m: t[:3] for m, t in tables.items()}, actual[:3], valid[:3])
     assert abs(few["network"] - 1 / 3) < abs(w["network"] - 1 / 3)  # three origins: closer to equal
     assert estimate_weights(tables, actual, valid, shrink=1e9)["ets"] == pytest.approx(1 / 3)
+    broken = estimate_weights({**tables, "theta": actual + 100.0}, actual, valid, shrink=1e9)  # far worse than the rest
+    assert broken["theta"] == 0.0 and broken["ets"] == pytest.approx(1 / 3) and math.isclose(sum(broken.values()), 1.0)
 
 
 def test_a_combination_saved_by_the_earlier_selection_is_refused_in_one_line():

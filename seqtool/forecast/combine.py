@@ -9,8 +9,9 @@ noise, while a mean of decent forecasters is rarely far from the best of them.
   part: the network did not train on them, the statistical members were fitted before them) from
   each origin in it, 1..K steps ahead. A member's raw weight is the inverse of its mean squared
   error relative to the other members' (per step ahead, then averaged, so that long horizons do
-  not drown the short ones). Raw weights are shrunk toward equal weights by n / (n + SHRINK), n
-  the number of validation origins. The statistical members are then refitted on the whole
+  not drown the short ones). A member more than TRIM times worse than the median member is left
+  out (weight 0: equal weights would otherwise hand a broken fit a full share); the others' raw
+  weights are shrunk toward equal weights by n / (n + SHRINK), n the number of validation origins. The statistical members are then refitted on the whole
   training part for the forecasts that are reported.
 - *Intervals.* Split-conformal per step ahead, from the combination's errors at rolling origins
   over the training part (the latest CALIBRATION_ORIGINS of them): the half-width at level L, k
@@ -32,6 +33,7 @@ from seqtool.core.errors import SeqtoolError
 from seqtool.forecast.statistical import Statistical
 
 SHRINK = 30  # validation origins worth as much as the prior of equal weights
+TRIM = 4.0  # a member whose relative validation MSE exceeds this multiple of the median member's is left out
 CALIBRATION_ORIGINS = 400  # rolling origins behind the interval widths (the latest ones)
 MIN_RESIDUALS = 30  # fewer errors than this at a step: the width says so and is widened
 
@@ -108,11 +110,12 @@ def estimate_weights(tables: dict[str, np.ndarray], actual: np.ndarray, valid: n
         mse = np.array([np.mean((tables[m][valid[:, j], j] - actual[valid[:, j], j]) ** 2) for m in names])
         relative += mse / max(mse.mean(), 1e-300)
     relative /= max(len(steps), 1)
-    raw = 1 / np.maximum(relative, 1e-12)
+    kept = relative <= TRIM * np.median(relative)  # a member far worse than the typical one gets nothing
+    raw = np.where(kept, 1 / np.maximum(relative, 1e-12), 0.0)
     raw /= raw.sum()
     n = int(valid[:, 0].sum())
     share = n / (n + shrink)
-    weights = share * raw + (1 - share) / len(names)
+    weights = np.where(kept, share * raw + (1 - share) / kept.sum(), 0.0)
     return {m: float(w) for m, w in zip(names, weights)}
 
 
