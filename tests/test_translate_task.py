@@ -20,7 +20,7 @@ PAIRS = "".join(f"{en}\t{fr}\tCC-BY\n" for en, fr in [
 def task(tmp_path):
     corpus = tmp_path / "pairs.tsv"
     corpus.write_text(PAIRS, encoding="utf-8")
-    spec = apply_overrides(RunSpec(), {"task": "translate", "data.corpus": str(corpus), "data.steps": 4, "data.val_fraction": 0.25,
+    spec = apply_overrides(RunSpec(), {"task": "translate", "data.corpus": str(corpus), "data.level": "word", "data.steps": 4, "data.val_fraction": 0.25,
                                        "model.embed": 8, "model.hidden": 8, "model.layers": 1, "train.batch": 4})
     return TranslationTask.from_spec(spec)
 

@@ -110,7 +110,11 @@ FP, LB = FC + PN, CL + TG
 @dataclass
 class DataSpec:
     corpus: str | None = opt(None, "Text file, prepared dataset, CSV, '-' for stdin, or a catalog name.", argument=True)
-    level: str = opt("char", "Tokens: characters or words.", tasks=LM, choices=("char", "word"))
+    level: str = opt("char", "Tokens: characters or words; translation: words, or subwords learnt on the training pairs "
+                     "(bpe | unigram, sentencepiece).", tasks=LM + TR, choices=("char", "word", "bpe", "unigram"),
+                     by_task={"translate": "word"})
+    vocab_size: int = opt(1000, "Subword pieces per vocabulary (specials included) for --level bpe | unigram: one per side in "
+                          "translation, one for both with --joint-vocab.", tasks=TR, low=0, low_open=True, high=MAX_SIZE)
     clean: str = opt("letters", "letters (lowercase letters, other runs -> one space), lower, or none.", tasks=LM,
                      choices=("letters", "lower", "none"))
     min_freq: int = opt(0, "Rarer tokens become <unk>.", tasks=LM + TR + LB, low=0, high=MAX_SIZE)
@@ -265,6 +269,8 @@ class TranslateSpec:
     reverse: bool = opt(False, "Swap source and target (French -> English from fra-eng).", tasks=TR)
     attention: str = opt("none", "none (the classic fixed context) | additive (Bahdanau).", tasks=TR, choices=("none", "additive"),
                          by_task={"translate": "additive"})
+    joint_vocab: bool = opt(False, "One subword vocabulary learnt on both sides (--level bpe | unigram) instead of one per side.",
+                            tasks=TR)
     label_smoothing: float = opt(0.0, "Label smoothing of the training loss.", tasks=TR, low=0, high=1, high_open=True,
                                  by_task={"translate": 0.1})
     beam: int = opt(1, "Beam width of translate/eval and the report; 1 = greedy.", tasks=TR, low=0, low_open=True,

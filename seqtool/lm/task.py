@@ -141,6 +141,9 @@ class LanguageModelTask(Task):
 
     @staticmethod
     def check_spec(spec) -> None:
+        if spec.data.level not in ("char", "word"):
+            raise UsageError(f"--level {spec.data.level}: language models read characters or words (--level char | word); "
+                             "subword levels are for translation so far")
         if spec.train.truncation != "fixed" and spec.data.sampling != "sequential":
             raise UsageError(f"--truncation {spec.train.truncation} needs --sampling sequential (random windows are independent)")
         if spec.model.bidirectional:

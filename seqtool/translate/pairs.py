@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import torch
 
 from seqtool.core.errors import SeqtoolError
+from seqtool.data.subword import Subwords
 from seqtool.data.text import BOS, EOS, PAD, UNK, Vocab
 
 #: fixed indices of the specials in every translation vocabulary
@@ -166,18 +167,44 @@ def group_references(pairs: Sequence[Pair]) -> tuple[list[str], list[list[str]]]
 # ----------------------------------------------------------------------------- tensors
 
 
+@dataclass
+class Side:
+    """How one side's sentences become tokens and back: the normalised words, or (subwords set)
+    the pieces of the normalised sentence, which decode back to its words exactly."""
+
+    subwords: Subwords | None = None
+
+    def tokens(self, sentence: str) -> list[str]:
+        if self.subwords is None:
+            return tokenize_sentence(sentence)
+        normalized = normalize_sentence(sentence)
+        return self.subwords.pieces(normalized) if normalized else []
+
+    def words(self, tokens: Sequence[str]) -> list[str]:
+        """Tokens -> the normalised words they spell."""
+        return list(tokens) if self.subwords is None else self.subwords.text(tokens).split()
+
+    def vocab(self, sentences: Iterable[str], min_freq: int) -> Vocab:
+        """<unk> <pad> <bos> <eos> at indices 0..3, then the words by frequency (rarer than
+        min_freq: <unk>) or every piece of the subword model."""
+        if self.subwords is None:
+            return Vocab.build((tok for s in sentences for tok in tokenize_sentence(s)), min_freq, reserved=SPECIALS)
+        return Vocab(list(SPECIALS) + [piece for piece in self.subwords.vocabulary() if piece not in SPECIALS])
+
+
 def build_vocab(sentences: Iterable[str], min_freq: int) -> Vocab:
     """Word vocabulary with <unk> <pad> <bos> <eos> at indices 0..3."""
-    return Vocab.build((tok for s in sentences for tok in tokenize_sentence(s)), min_freq, reserved=SPECIALS)
+    return Side().vocab(sentences, min_freq)
 
 
-def encode(sentences: Sequence[str], vocab: Vocab, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+def encode(sentences: Sequence[str], vocab: Vocab, steps: int, side: Side | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sentences -> (ids (n, steps), valid_len (n,)). <eos> is appended, then sequences are
     truncated or padded with <pad> to `steps`; valid_len counts the non-pad positions."""
+    side = side or Side()
     ids = torch.full((len(sentences), steps), PAD_ID, dtype=torch.long)
     lengths = torch.empty(len(sentences), dtype=torch.long)
     for i, sentence in enumerate(sentences):
-        row = (vocab.encode(tokenize_sentence(sentence)) + [EOS_ID])[:steps]
+        row = (vocab.encode(side.tokens(sentence)) + [EOS_ID])[:steps]
         ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         lengths[i] = len(row)
     return ids, lengths

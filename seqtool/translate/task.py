@@ -15,7 +15,10 @@ from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.nn.seq2seq import Seq2Seq, masked_cross_entropy
 from seqtool.translate.search import Hypothesis, beam_search, greedy
 from seqtool.core.task import Task
+from seqtool.data.subword import Subwords
 from seqtool.data.text import Vocab
+
+LEVELS = ("word", "bpe", "unigram")
 
 
 @dataclass
@@ -57,9 +60,10 @@ class TranslationTask(Task):
 
     def __init__(self, spec, src_vocab: Vocab, tgt_vocab: Vocab, spacing: str,
                  train_pairs: Sequence[P.Pair] | None = None, val_pairs: Sequence[P.Pair] | None = None,
-                 test_pairs: Sequence[P.Pair] | None = None):
+                 test_pairs: Sequence[P.Pair] | None = None, src_side: P.Side | None = None, tgt_side: P.Side | None = None):
         super().__init__(spec)
         self.src_vocab, self.tgt_vocab, self.spacing = src_vocab, tgt_vocab, spacing
+        self.src_side, self.tgt_side = src_side or P.Side(), tgt_side or P.Side()
         self.train = self.val = None
         self.val_sources, self.val_refs, self.test_sources, self.test_refs = [], [], [], []
         if train_pairs is not None:
@@ -77,6 +81,10 @@ class TranslationTask(Task):
             raise UsageError("translation is validated by BLEU on held-out sources: --val-fraction must be > 0")
         if spec.model.tie_weights:
             raise UsageError("--tie-weights is for language models; source and target vocabularies differ")
+        if spec.data.level not in LEVELS:
+            raise UsageError(f"--level {spec.data.level}: translation reads {', '.join(LEVELS[:-1])} or {LEVELS[-1]} tokens")
+        if spec.translate.joint_vocab and spec.data.level == "word":
+            raise UsageError("--joint-vocab shares one subword vocabulary between the sides: give --level bpe or unigram")
 
     @classmethod
     def from_spec(cls, spec) -> "TranslationTask":
@@ -94,21 +102,43 @@ class TranslationTask(Task):
             raise SeqtoolError(f"{len(kept)} pair(s) are too few to hold out {d.val_fraction:.0%} of the sources "
                                "as a validation and a test split (at least one source each)")
         test, val = P.split_by_source(held, 0.5, spec.train.seed)  # validation gets the odd source
-        src_vocab = P.build_vocab((p.source for p in train), d.min_freq)
-        tgt_vocab = P.build_vocab((p.target for p in train), d.min_freq)
-        return cls(spec, src_vocab, tgt_vocab, P.learn_spacing(p.target for p in train), train, val, test)
+        src_side, tgt_side = cls._learn_sides(spec, train)
+        src_vocab = src_side.vocab((p.source for p in train), d.min_freq)
+        tgt_vocab = tgt_side.vocab((p.target for p in train), d.min_freq)
+        return cls(spec, src_vocab, tgt_vocab, P.learn_spacing(p.target for p in train), train, val, test, src_side, tgt_side)
+
+    @staticmethod
+    def _learn_sides(spec, train: Sequence[P.Pair]) -> tuple[P.Side, P.Side]:
+        """Words, or subword models learnt on the training pairs alone (one per side, or one for both)."""
+        level, size = spec.data.level, spec.data.vocab_size
+        if level == "word":
+            return P.Side(), P.Side()
+        sources = [P.normalize_sentence(p.source) for p in train]
+        targets = [P.normalize_sentence(p.target) for p in train]
+        if spec.translate.joint_vocab:
+            joint = P.Side(Subwords.learn(sources + targets, level, size, "the training pairs (both sides)"))
+            return joint, joint
+        return (P.Side(Subwords.learn(sources, level, size, "the training sources")),
+                P.Side(Subwords.learn(targets, level, size, "the training targets")))
 
     @classmethod
     def from_checkpoint(cls, spec, task_state: dict) -> "TranslationTask":
-        return cls(spec, Vocab(list(task_state["src_vocab"])), Vocab(list(task_state["tgt_vocab"])), task_state["spacing"])
+        sides = [P.Side(Subwords.from_state(task_state[key])) if task_state.get(key) else P.Side()
+                 for key in ("src_subwords", "tgt_subwords")]
+        return cls(spec, Vocab(list(task_state["src_vocab"])), Vocab(list(task_state["tgt_vocab"])), task_state["spacing"],
+                   src_side=sides[0], tgt_side=sides[1])
 
     def task_state(self) -> dict:
-        return {"src_vocab": self.src_vocab.to_list(), "tgt_vocab": self.tgt_vocab.to_list(), "spacing": self.spacing}
+        state = {"src_vocab": self.src_vocab.to_list(), "tgt_vocab": self.tgt_vocab.to_list(), "spacing": self.spacing}
+        for key, side in (("src_subwords", self.src_side), ("tgt_subwords", self.tgt_side)):
+            if side.subwords is not None:  # the model itself, inside the checkpoint: nothing beside it can get lost
+                state[key] = side.subwords.state()
+        return state
 
     def _encode_pairs(self, pairs: Sequence[P.Pair]) -> Encoded:
         steps = self.spec.data.steps
-        src, src_len = P.encode([p.source for p in pairs], self.src_vocab, steps)
-        tgt, tgt_len = P.encode([p.target for p in pairs], self.tgt_vocab, steps)
+        src, src_len = P.encode([p.source for p in pairs], self.src_vocab, steps, self.src_side)
+        tgt, tgt_len = P.encode([p.target for p in pairs], self.tgt_vocab, steps, self.tgt_side)
         return Encoded(src, src_len, tgt, tgt_len)
 
     def build_model(self) -> nn.Module:
@@ -164,9 +194,13 @@ class TranslationTask(Task):
         return {"test_bleu": scores.bleu, "test_chrf": scores.chrf, "test_sources": len(self.test_sources)}
 
     # ---- inference ---------------------------------------------------------------------------
+    def source_tokens(self, sentence: str) -> list[str]:
+        """The tokens the encoder reads: normalised words, or their subword pieces."""
+        return self.src_side.tokens(sentence)
+
     def source_ids(self, sentence: str) -> tuple[list[int], list[str]]:
         """Normalised source tokens as ids with <eos>; also the tokens the vocabulary lacks."""
-        tokens = P.tokenize_sentence(sentence)
+        tokens = self.source_tokens(sentence)
         return self.src_vocab.encode(tokens) + [P.EOS_ID], [t for t in tokens if t not in self.src_vocab]
 
     def translate(self, model, sentences: Sequence[str], device, *, beam: int = 1, length_penalty: float = 0.0,
@@ -179,6 +213,7 @@ class TranslationTask(Task):
         out: list[list[Hypothesis]] = [[] for _ in sentences]
         was_training = model.training
         model.eval()
+        decoder = model if self.tgt_side.subwords is None else _NoUnknown(model)  # subword output never needs <unk>
         for start in range(0, len(order), batch):
             chunk = order[start : start + batch]
             width = max(len(encoded[i]) for i in chunk)
@@ -188,9 +223,9 @@ class TranslationTask(Task):
             src_len = torch.tensor([len(encoded[i]) for i in chunk])
             src = src.to(device)
             if beam == 1 and nbest == 1:
-                results = [[h] for h in greedy(model, src, src_len, P.BOS_ID, P.EOS_ID, max_len, attention)]
+                results = [[h] for h in greedy(decoder, src, src_len, P.BOS_ID, P.EOS_ID, max_len, attention)]
             else:
-                results = beam_search(model, src, src_len, P.BOS_ID, P.EOS_ID, max_len, beam, length_penalty, nbest, attention)
+                results = beam_search(decoder, src, src_len, P.BOS_ID, P.EOS_ID, max_len, beam, length_penalty, nbest, attention)
             for i, hyps in zip(chunk, results):
                 out[i] = hyps
         model.train(was_training)
@@ -199,9 +234,14 @@ class TranslationTask(Task):
     def target_tokens(self, ids: Sequence[int]) -> list[str]:
         return self.tgt_vocab.decode(P.strip_ids(ids))
 
+    def target_words(self, ids: Sequence[int]) -> list[str]:
+        """The normalised words of an output (subword pieces joined back)."""
+        return self.tgt_side.words(self.target_tokens(ids))
+
     def target_text(self, ids: Sequence[int], tokenized: bool = False) -> str:
+        """Detokenised text (`tokenized`: the model's own tokens, space-separated)."""
         tokens = self.target_tokens(ids)
-        return " ".join(tokens) if tokenized else P.detokenize(tokens, self.spacing)
+        return " ".join(tokens) if tokenized else P.detokenize(self.tgt_side.words(tokens), self.spacing)
 
     def reference_text(self, raw: str) -> str:
         """A reference as the model would write it (normalised, same spacing), for fair BLEU."""
@@ -218,6 +258,23 @@ class TranslationTask(Task):
             text = self.target_text(hyp[0].tokens) if hyp else ""
             lines.append(f"| {_cell(source)} | {_cell(text)} | {_cell(' / '.join(ref[:3]))} |")
         return ["\n".join(lines)]
+
+
+class _NoUnknown:
+    """The model as search drives it (start, step), with <unk> never chosen: a subword target
+    vocabulary spells every training character, so <unk> only ever stands for nothing."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def start(self, src, src_len):
+        return self.model.start(src, src_len)
+
+    def step(self, tokens, state):
+        logits, state, attention = self.model.step(tokens, state)
+        logits = logits.clone()
+        logits[:, P.UNK_ID] = float("-inf")
+        return logits, state, attention
 
 
 def _cell(text: str) -> str:

@@ -65,7 +65,7 @@ def translate_records(r: Restored, sentences: Sequence[str], decoding: Decoding,
                              nbest=decoding.nbest, max_len=decoding.max_len, attention=attention, batch=batch)
     records = []
     for sentence, hyps in zip(sentences, results):
-        tokens = P.tokenize_sentence(sentence)
+        tokens = task.source_tokens(sentence)
         record = {
             "source": sentence,
             "source_tokens": tokens,
@@ -118,7 +118,7 @@ def evaluate_translation(r: Restored, data: str | None, target: str | None, deco
     for i, (source, text, group) in enumerate(zip(sources, texts, refs)):
         row = {"source": source, "translation": text, "references": group}
         if sentence_bleu:
-            predicted = task.target_tokens(hyps[i][0].tokens) if hyps[i] else []
+            predicted = task.target_words(hyps[i][0].tokens) if hyps[i] else []
             row["sentence_bleu"] = max(classic_bleu(predicted, P.tokenize_sentence(ref), k=2) for ref in group)
         rows.append(row)
     result = {

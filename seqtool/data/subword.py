@@ -1,0 +1,100 @@
+"""Subword vocabularies (BPE and unigram) with sentencepiece.
+
+sentencepiece because it learns both kinds with one call from an iterator of sentences, writes
+the whole model as one serialised protobuf that seqtool keeps inside the run and its checkpoints
+(base64 text: loading stays weights-only and runs no code), and its detokenisation is exact: a
+piece carries its leading space ('▁'), so decoding needs no language rules. Every character of the
+training text is kept (character coverage 1.0), so the targets a model learns never hold <unk>;
+a character only new input has reads as <unk> on the source side.
+
+The model is learnt on the training part only; seqtool adds its own specials (<unk>, <pad>,
+<bos>, <eos>) in front of the pieces in its Vocab.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from seqtool.core.errors import SeqtoolError
+
+KINDS = ("bpe", "unigram")
+#: sentencepiece's own reserved pieces, which seqtool's Vocab replaces with its specials
+_RESERVED = ("<unk>", "<s>", "</s>")
+
+
+@dataclass
+class Subwords:
+    kind: str
+    proto: bytes = field(repr=False)
+
+    def __post_init__(self):
+        import sentencepiece as spm
+
+        self._sp = spm.SentencePieceProcessor()
+        self._sp.LoadFromSerializedProto(self.proto)
+
+    @classmethod
+    def learn(cls, sentences: Iterable[str], kind: str, vocab_size: int, what: str = "the training part") -> "Subwords":
+        """A `kind` model of `vocab_size` pieces (specials included) learnt from `sentences`."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown subword kind {kind!r}; choose one of {', '.join(KINDS)}")
+        lines = [s for s in sentences if s.strip()]
+        if not lines:
+            raise SeqtoolError(f"{what} has no text to learn a {kind} vocabulary from")
+        out = io.BytesIO()
+        try:
+            _train(lines, out, kind, vocab_size, hard=True)
+        except RuntimeError as exc:
+            low, high = _usable(lines, kind, str(exc))
+            raise SeqtoolError(f"--vocab-size {vocab_size} does not fit {what} ({len(lines):,} lines): a {kind} vocabulary "
+                               f"here can have {low} to {high} pieces") from None
+        return cls(kind, out.getvalue())
+
+    def pieces(self, text: str) -> list[str]:
+        return self._sp.EncodeAsPieces(text)
+
+    def text(self, pieces: Iterable[str]) -> str:
+        return self._sp.DecodePieces(list(pieces))
+
+    def vocabulary(self) -> list[str]:
+        """The pieces in id order, without sentencepiece's reserved ones."""
+        return [self._sp.IdToPiece(i) for i in range(self._sp.GetPieceSize()) if self._sp.IdToPiece(i) not in _RESERVED]
+
+    def state(self) -> dict:
+        return {"kind": self.kind, "model": base64.b64encode(self.proto).decode("ascii")}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Subwords":
+        try:
+            return cls(state["kind"], base64.b64decode(state["model"], validate=True))
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise SeqtoolError(f"the run's subword model is damaged ({type(exc).__name__})") from None
+
+
+def _train(lines: list[str], out: io.BytesIO, kind: str, vocab_size: int, hard: bool) -> None:
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=out, vocab_size=vocab_size, model_type=kind, character_coverage=1.0,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=hard, minloglevel=2, num_threads=2)
+
+
+def _usable(lines: list[str], kind: str, message: str) -> tuple[int, int]:
+    """The smallest and largest vocabulary sizes the text allows: the characters plus the
+    reserved pieces, and what a learner with no limit ends at (sentencepiece's '<= N' when it says)."""
+    import re
+
+    low = len({ch for s in lines for ch in s.replace(" ", "\u2581")}) + len(_RESERVED) + 1  # the word-start mark '▁' too
+    found = re.search(r"<=\s*(\d+)", message)
+    if found:
+        return low, int(found.group(1))
+    out = io.BytesIO()
+    _train(lines, out, kind, 1 << 20, hard=False)
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    sp.LoadFromSerializedProto(out.getvalue())
+    return low, sp.GetPieceSize()

@@ -1,0 +1,144 @@
+"""Subword vocabularies (sentencepiece BPE and unigram): learning, exact detokenisation, the
+model kept inside the run, translators trained on subwords end to end, and the bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqtool.cli import main
+from seqtool.core.errors import SeqtoolError
+from seqtool.data.subword import Subwords
+from seqtool.data.corpora import locate
+from seqtool.translate import pairs as P
+
+SMALL = ["--embed", "16", "--hidden", "32", "--layers", "1", "--dropout", "0", "--batch", "32", "--steps", "16",
+         "--lr", "0.01", "--threads", "1", "--max-seconds", "0", "--quiet"]
+
+
+def fra_eng(lines: int) -> list[P.Pair]:
+    with open(locate("fra-eng"), encoding="utf-8") as fh:
+        return P.parse_pairs([next(fh) for _ in range(lines)])
+
+
+@pytest.fixture(scope="module")
+def french():
+    return [P.normalize_sentence(p.target) for p in fra_eng(1500)]
+
+
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_pieces_spell_the_sentence_back_exactly_and_survive_the_state(kind, french):
+    model = Subwords.learn(french, kind, 300)
+    assert len(model.vocabulary()) == 300 - 3  # sentencepiece's <unk> <s> </s> are seqtool's specials instead
+    for sentence in french[:200] + ["ça ira, zébulon !"]:
+        pieces = model.pieces(sentence)
+        assert model.text(pieces) == sentence
+    assert len(model.pieces(french[10])) >= len(french[10].split())  # never fewer pieces than words
+    again = Subwords.from_state(json.loads(json.dumps(model.state())))  # plain JSON-able text, weights-only safe
+    assert all(again.pieces(s) == model.pieces(s) for s in french[:50])
+
+
+def test_vocabulary_sizes_outside_the_usable_range_name_the_range(french):
+    for size in (5, 1_000_000):
+        with pytest.raises(SeqtoolError) as info:
+            Subwords.learn(french, "bpe", size, "the training targets")
+        message = str(info.value)
+        assert message.startswith(f"--vocab-size {size} does not fit the training targets (1,500 lines): a bpe vocabulary here "
+                                  "can have ") and message.endswith(" pieces") and "\n" not in message
+        low, high = (int(v.replace(",", "")) for v in message.split("can have ")[1].split(" pieces")[0].split(" to "))
+    Subwords.learn(french, "bpe", low)  # both ends of the range it states are usable
+    Subwords.learn(french, "bpe", high)
+    with pytest.raises(SeqtoolError, match="damaged"):
+        Subwords.from_state({"kind": "bpe", "model": "not base64!"})
+
+
+def test_a_side_turns_sentences_into_pieces_and_back_into_words(french):
+    side = P.Side(Subwords.learn(french, "unigram", 400))
+    vocab = side.vocab(french, min_freq=5)
+    assert vocab.itos[:4] == list(P.SPECIALS) and len(vocab) == 4 + 397
+    tokens = side.tokens("Je suis chez moi.")
+    assert side.words(tokens) == ["je", "suis", "chez", "moi", "."]
+    assert P.detokenize(side.words(tokens), "!?") == "je suis chez moi."
+    ids, lengths = P.encode(["Je suis chez moi."], vocab, 20, side)
+    assert int(lengths[0]) == len(tokens) + 1 and int(ids[0, len(tokens)]) == P.EOS_ID
+    assert P.UNK_ID not in ids[0, : len(tokens)].tolist()
+
+
+@pytest.fixture(scope="module")
+def bpe_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bpe")
+    corpus = folder / "slice.tsv"
+    with open(locate("fra-eng"), encoding="utf-8") as fh:
+        corpus.write_text("".join(next(fh) for _ in range(600)), encoding="utf-8")
+    with pytest.raises(SystemExit) as done:
+        main(["train", str(corpus), *SMALL, "--epochs", "4", "--level", "bpe", "--vocab-size", "300", "--out", str(folder / "run")])
+    assert done.value.code == 0
+    return folder / "run"
+
+
+def test_a_subword_translator_trains_restores_and_writes_plain_text(cli, bpe_run):
+    rows = [json.loads(line) for line in (bpe_run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    state = torch.load(bpe_run / "checkpoints" / "best.pt", weights_only=True)["task_state"]
+    assert state["src_subwords"]["kind"] == state["tgt_subwords"]["kind"] == "bpe"  # the models travel in the checkpoint
+    assert len(state["src_vocab"]) == len(state["tgt_vocab"]) == 4 + 297
+    result = cli("translate", "--checkpoint", str(bpe_run), "I'm home.", "Zyzzyva quixotically!")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert len(lines) == 2 and all("▁" not in line and "<unk>" not in line for line in lines)
+    tokenized = cli("translate", "--checkpoint", str(bpe_run), "--tokenized", "I'm home.").out.strip()
+    assert tokenized.startswith("▁") and tokenized.replace(" ", "").replace("▁", " ").strip().replace(" .", ".") == lines[0]
+    record = json.loads(cli("translate", "--checkpoint", str(bpe_run), "--json", "--beam", "3", "--nbest", "3", "I lost.").out)
+    assert record["source_tokens"][0].startswith("▁") and all("<unk>" not in t["text"] for t in record["translations"])
+
+
+def test_eval_scores_detokenised_text_as_the_report_did(cli, bpe_run):
+    scored = json.loads(cli("eval", str(bpe_run), "--json").out)  # the test half, decoded as the report was (the run's beam)
+    report = json.loads((bpe_run / "report.json").read_text())["test"]
+    assert scored["sources"] == report["test_sources"] and scored["chrf"] > 0
+    assert (scored["bleu"], scored["chrf"]) == (pytest.approx(report["test_bleu"]), pytest.approx(report["test_chrf"]))
+    assert scored["bleu_signature"].startswith("nrefs:var|") and "tok:13a" in scored["bleu_signature"]
+
+
+def test_joint_vocabulary_is_one_model_for_both_sides(tmp_path):
+    from seqtool.core.spec import RunSpec, apply_overrides
+    from seqtool.translate.task import TranslationTask
+
+    corpus = tmp_path / "p.tsv"
+    with open(locate("fra-eng"), encoding="utf-8") as fh:
+        corpus.write_text("".join(next(fh) for _ in range(400)), encoding="utf-8")
+    spec = apply_overrides(RunSpec(), {"task": "translate", "data.corpus": str(corpus), "data.level": "unigram", "data.vocab_size": 300,
+                                       "translate.joint_vocab": True})
+    task = TranslationTask.from_spec(spec)
+    assert task.src_vocab.itos == task.tgt_vocab.itos and task.src_side.subwords is task.tgt_side.subwords
+    again = TranslationTask.from_checkpoint(spec, task.task_state())
+    assert again.src_vocab.itos == task.src_vocab.itos and again.source_tokens("Hello!") == task.source_tokens("Hello!")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--level", "char"], "--level char: translation reads word, bpe or unigram tokens"),
+    (["--joint-vocab"], "--joint-vocab shares one subword vocabulary between the sides: give --level bpe or unigram"),
+    (["--level", "bpe", "--vocab-size", "5"], "--vocab-size 5 does not fit the training sources (4 lines): a bpe vocabulary here can have"),
+])
+def test_bad_subword_requests_are_one_line_errors(cli, tmp_path, args, message):
+    corpus = tmp_path / "p.tsv"
+    corpus.write_text("Go.\tVa !\nHi.\tSalut !\nRun!\tCours !\nWho?\tQui ?\nWow!\tÇa alors !\nFire!\tAu feu !\n", encoding="utf-8")
+    result = cli("train", str(corpus), *SMALL, "--epochs", "1", "--val-fraction", "0.34", "--out", "r", *args)
+    assert result.code != 0 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+
+
+def test_a_language_model_refuses_subword_levels(cli, tmp_path):
+    corpus = tmp_path / "t.txt"
+    corpus.write_text("the time traveller " * 200, encoding="utf-8")
+    result = cli("train", str(corpus), "--task", "lm", "--level", "bpe", "--epochs", "1", "--out", "r", "--quiet")
+    assert result.code == 2 and "language models read characters or words" in result.err
+
+
+def test_resuming_with_another_level_or_vocabulary_size_is_refused(cli, bpe_run, tmp_path):
+    result = cli("train", "--resume", str(bpe_run), "--vocab-size", "400", "--quiet")
+    assert result.code != 0 and "--vocab-size" in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    result = cli("train", "--resume", str(bpe_run), "--level", "word", "--quiet")
+    assert result.code != 0 and "--level" in result.err, result.err
