@@ -69,6 +69,12 @@ def test_eval_reproduces_the_reported_test_perplexity(trained):
     assert scored["perplexity"] != pytest.approx(report["best"]["val_ppl"], rel=1e-3)  # another split
     assert scored["perplexity"] == pytest.approx(math.exp(scored["cross_entropy_nats"]))
     assert scored["bits_per_token"] == pytest.approx(scored["cross_entropy_nats"] / math.log(2))
+    # a character is a token here: bits per character are bits per token, over as many characters (ASCII: as many bytes)
+    assert scored["level"] == "char" and scored["characters"] == scored["tokens"]
+    assert scored["bits_per_char"] == pytest.approx(scored["bits_per_token"]) == pytest.approx(scored["bits_per_byte"])
+    assert scored["bits_per_char"] == pytest.approx(report["test"]["test_bits_per_char"], rel=1e-5)
+    line = cli("eval", "latest").out.strip()
+    assert line.endswith(f"per char token over {scored['tokens']:,} tokens; {scored['bits_per_char']:.4f} bits per character")
 
 
 def test_sample_is_reproducible_and_starts_with_the_prefix(trained):

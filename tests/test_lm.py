@@ -332,3 +332,20 @@ def test_parallel_streams_score_every_token_once_and_match_with_full_warmup():
     assert short.shape == exact.shape
     torch.testing.assert_close(short[:249], exact[:249])  # the first part has its whole history
     assert (short - exact).abs().max() < 1e-3
+
+
+def test_words_spell_their_letters_and_a_separator_and_unknown_words_count_as_rare_ones():
+    import torch
+
+    from seqtool.data.text import Vocab, detokenize
+    from seqtool.lm.task import per_character, spelled_sizes
+
+    vocab = Vocab(["<unk>", "<eos>", "a", "bb", "été", "cc"])
+    counts = [0, 3, 2, 1, 1, 5]  # seen once: bb (2 letters) and été (3): an <unk> counts 2.5 (+ its space)
+    tokens = ["a", "bb", "<eos>", "été", "<eos>", "<eos>", "a"]
+    text = detokenize(tokens, "word")  # 'a bb\nété\n\na': 11 characters, 13 bytes; the last word's separator makes 12, 14
+    assert spelled_sizes(vocab, "word", counts, torch.tensor(vocab.encode(tokens))) == (len(text) + 1, len(text.encode()) + 1)
+    assert spelled_sizes(vocab, "word", counts, torch.tensor([0, 0])) == (7, 7)  # two <unk>: 2 x (2.5 + 1)
+    assert spelled_sizes(Vocab(["<unk>", "a", "é"]), "char", [0, 1, 1], torch.tensor([1, 2, 2])) == (3, 5)
+    bits = per_character({"cross_entropy_nats": math.log(2), "tokens": 10}, 20, 40)  # 10 bits in all
+    assert (bits["bits_per_char"], bits["bits_per_byte"]) == (0.5, 0.25)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from seqtool.core.errors import SeqtoolError
 from seqtool.core.restore import restore
-from seqtool.lm.task import EVAL_STREAMS, perplexity_report, token_surprisals
+from seqtool.lm.task import EVAL_STREAMS, per_character, perplexity_report, spelled_sizes, token_surprisals
 from seqtool.data.dataset import encode_text
 
 
@@ -39,7 +39,9 @@ def evaluate_lm(checkpoint: str | None, data: str | None, device: str = "auto", 
     task = r.task
     ids, source = text_ids(r, data)
     surprisal = token_surprisals(r.model, ids, r.device, streams=EVAL_STREAMS)
-    result = {"checkpoint": str(r.path), "source": source, **perplexity_report(surprisal)}
+    report = perplexity_report(surprisal)
+    result = {"checkpoint": str(r.path), "source": source, "level": task.level, **report,
+              **per_character(report, *spelled_sizes(task.vocab, task.level, task.counts, ids[1:]))}
     result["unk_tokens"] = int((ids[1:] == task.vocab.unk).sum())  # of the scored tokens (the first is only read)
     rows = []
     if per_token:
@@ -57,7 +59,8 @@ def surprisal_tsv(rows: list[tuple[int, str, float]]) -> str:
 
 def perplexity_line(result: dict) -> str:
     return (f"{result['source']}: perplexity {result['perplexity']:.4f}  cross-entropy {result['cross_entropy_nats']:.4f} nats "
-            f"({result['bits_per_token']:.4f} bits) per token over {result['tokens']:,} tokens")
+            f"({result['bits_per_token']:.4f} bits) per {result['level']} token over {result['tokens']:,} tokens; "
+            f"{result['bits_per_char']:.4f} bits per character")
 
 
 def eval_command(checkpoint: str | None, data: str | None, *, device: str = "auto", as_json: bool = False,

@@ -14,7 +14,7 @@ from seqtool.data.dataset import PreparedText, load_corpus
 from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.nn.lm import RNNLM, adaptive_cutoffs
 from seqtool.core.task import Task
-from seqtool.data.text import Vocab
+from seqtool.data.text import EOS, Vocab
 
 
 #: held-out scoring reads the text as this many parallel streams, each warmed up on the WARMUP
@@ -56,6 +56,35 @@ def span_reads(spans: list[tuple[int, int, int]]) -> int:
 def span_targets(ids: torch.Tensor, spans: list[tuple[int, int, int]]) -> torch.Tensor:
     """The tokens the spans' predictions are scored on, in score_spans' order."""
     return torch.cat([ids[first + 1 : stop + 1] for _, first, stop in spans]) if spans else ids[:0]
+
+
+def spelled_sizes(vocab: Vocab, level: str, counts: list[int], targets: torch.Tensor) -> tuple[int, int]:
+    """(characters, UTF-8 bytes) of the text the target tokens spell: the scale bits per character
+    are measured on, whatever the level. Characters: one per token. Words: the word and the space
+    or line end after it; an <eos> right after another is an empty line's own line end. An <unk>
+    stands for a word the vocabulary lacks: it counts as long as the training words seen once, on
+    average."""
+    t = targets.long()
+    if level == "char":
+        widths = torch.tensor([len(token.encode("utf-8")) for token in vocab.itos])
+        return t.numel(), int(widths[t].sum())
+    eos = vocab.index(EOS) if EOS in vocab else -1
+    rare = [len(w) for w, c in zip(vocab.itos, counts) if c == 1 and w != EOS] or [len(w) for w in vocab.itos[1:] if w != EOS] or [1]
+    unk = sum(rare) / len(rare)
+    sizes = torch.tensor([unk] + [len(w) + 1.0 for w in vocab.itos[1:]], dtype=torch.float64)  # + the separator after it
+    widths = torch.tensor([unk] + [len(w.encode("utf-8")) + 1.0 for w in vocab.itos[1:]], dtype=torch.float64)
+    sizes[0] += 1.0
+    widths[0] += 1.0
+    if eos >= 0:
+        sizes[eos] = widths[eos] = 0.0  # the line end is the separator of the word before it...
+    empty = (t == eos) & (torch.cat([torch.tensor([eos]), t[:-1]]) == eos)  # ...except on an empty line
+    return round(float(sizes[t].sum() + empty.sum())), round(float(widths[t].sum() + empty.sum()))
+
+
+def per_character(report: dict[str, float], chars: int, bytes_: int) -> dict[str, float]:
+    """Bits per character and per byte: the total surprisal over the text's size, comparable across levels."""
+    bits = report["cross_entropy_nats"] * report["tokens"] / math.log(2)
+    return {"characters": chars, "bits_per_char": bits / chars if chars else math.nan, "bits_per_byte": bits / bytes_ if bytes_ else math.nan}
 
 
 @torch.no_grad()
@@ -297,8 +326,11 @@ class LanguageModelTask(Task):
     def test(self, model, device) -> dict[str, float]:
         spans = self._test_spans()
         report = perplexity_report(score_spans(model, self.test_ids, device, spans))
+        targets = span_targets(self.test_ids, spans)
+        spelled = per_character(report, *spelled_sizes(self.vocab, self.level, self.counts, targets))
         result = {"test_loss": report["cross_entropy_nats"], "test_ppl": report["perplexity"], "test_tokens": report["tokens"],
-                  "test_unk_tokens": int((span_targets(self.test_ids, spans) == self.vocab.unk).sum())}
+                  "test_unk_tokens": int((targets == self.vocab.unk).sum()), "test_bits_per_char": spelled["bits_per_char"],
+                  "test_bits_per_byte": spelled["bits_per_byte"], "test_characters": spelled["characters"]}
         if report["tokens"] < self.test_ids.numel() - 1:  # a sample: say of how much, and why
             result["test_split_tokens"] = self.test_ids.numel() - 1
             result["test_sampled_by"] = "--test-tokens" if self.spec.data.test_tokens else "--max-seconds"
