@@ -165,7 +165,8 @@ def tiny_run_specs(task: str, tmp_path: Path) -> list[dict]:
     if task == "lm":
         corpus = tmp_path / "c.txt"
         corpus.write_text("the quick brown fox jumps over the lazy dog. " * 60)
-        runs = [{"data": {"corpus": str(corpus), "steps": 8}, "model": model}]
+        runs = [{"data": {"corpus": str(corpus), "steps": 8}, "model": model},
+                {"data": {"corpus": str(corpus), "steps": 8, "level": "bpe", "vocab_size": 40}, "model": model}]
     elif task == "translate":
         corpus = tmp_path / "p.tsv"
         corpus.write_text("go .\tva !\nhi .\tsalut !\nrun !\tcours !\nwait .\tattends .\nhelp !\tà l'aide !\n" * 6)

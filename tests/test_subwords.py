@@ -130,15 +130,73 @@ def test_bad_subword_requests_are_one_line_errors(cli, tmp_path, args, message):
     assert result.code != 0 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
 
 
-def test_a_language_model_refuses_subword_levels(cli, tmp_path):
-    corpus = tmp_path / "t.txt"
-    corpus.write_text("the time traveller " * 200, encoding="utf-8")
-    result = cli("train", str(corpus), "--task", "lm", "--level", "bpe", "--epochs", "1", "--out", "r", "--quiet")
-    assert result.code == 2 and "language models read characters or words" in result.err
-
-
 def test_resuming_with_another_level_or_vocabulary_size_is_refused(cli, bpe_run, tmp_path):
     result = cli("train", "--resume", str(bpe_run), "--vocab-size", "400", "--quiet")
     assert result.code != 0 and "--vocab-size" in result.err and len(result.err.strip().splitlines()) == 1, result.err
     result = cli("train", "--resume", str(bpe_run), "--level", "word", "--quiet")
     assert result.code != 0 and "--level" in result.err, result.err
+
+
+# ---- language models on subwords --------------------------------------------------------------------------------
+def test_a_bpe_language_model_trains_samples_plain_text_and_reports_bits_per_character(cli):
+    from tests.conftest import TINY
+
+    result = cli("train", "timemachine", *TINY, "--level", "bpe", "--vocab-size", "500", "--epochs", "2", "--max-tokens", "20000",
+                 "--lr", "0.01", "--seed", "1", "--out", "bpe")
+    assert result.code == 0, result.err
+    state = torch.load(Path("bpe/checkpoints/best.pt"), weights_only=True)["task_state"]
+    assert state["level"] == "bpe" and state["subwords"]["kind"] == "bpe" and len(state["vocab"]) == 2 + 497
+    sampled = cli("sample", "--checkpoint", "bpe", "--prefix", "The Time Traveller", "--length", "30", "--seed", "3", "--num", "2")
+    assert sampled.code == 0, sampled.err
+    lines = sampled.out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("the time traveller") for line in lines)
+    assert all("\u2581" not in line and "<unk>" not in line for line in lines)
+    streamed = cli("sample", "--checkpoint", "bpe", "--prefix", "The Time Traveller", "--length", "30", "--seed", "3")
+    whole = cli("sample", "--checkpoint", "bpe", "--prefix", "The Time Traveller", "--length", "30", "--seed", "3", "--json")
+    assert streamed.out.rstrip("\n") == json.loads(whole.out)["text"]  # what streams is what is returned
+    scored = json.loads(cli("eval", "bpe", "--json").out)
+    report = json.loads(Path("bpe/report.json").read_text())["test"]
+    assert scored["level"] == "bpe" and scored["bits_per_char"] == pytest.approx(report["test_bits_per_char"], rel=1e-5)
+    # letters only: every piece spells its letters and '▁' a space, so the test text's characters are counted exactly
+    from seqtool.data.corpora import locate
+    from seqtool.data.text import normalize
+
+    text = normalize(locate("timemachine").read_text(encoding="utf-8"), "letters")
+    assert scored["characters"] <= len(text) * 0.06 and scored["bits_per_char"] < scored["bits_per_token"]
+
+
+def test_a_subword_token_store_carries_its_model_and_trains(cli, tmp_path):
+    corpus = tmp_path / "wp"
+    corpus.mkdir()
+    for name in ("train", "valid", "test"):
+        with open(locate(f"warandpeace-{name}"), encoding="utf-8") as fh:
+            (corpus / f"{name}.txt").write_text("".join(next(fh) for _ in range(600 if name == "train" else 100)), encoding="utf-8")
+    made = cli("preprocess", str(corpus), "--level", "unigram", "--vocab-size", "400", "--clean", "none", "--out", "wp.tokens", "--json")
+    assert made.code == 0, made.err
+    stats = json.loads(made.out)
+    assert stats["level"] == "unigram" and stats["types"] == 2 + 397 and stats["unk_tokens"] == 0
+    from seqtool.data.dataset import open_prepared
+
+    store = open_prepared(Path("wp.tokens"), "wp.tokens")
+    assert store.subwords.kind == "unigram" and set(store.splits) == {"train", "valid", "test"}
+    line = (corpus / "valid.txt").read_text(encoding="utf-8").splitlines()[3]
+    assert store.subwords.text(store.subwords.pieces(line)) == " ".join(line.split())  # spaces as sentencepiece keeps them
+    from tests.conftest import TINY
+
+    trained = cli("train", "wp.tokens", *TINY, "--epochs", "1", "--out", "run")
+    assert trained.code == 0, trained.err
+    assert json.loads(cli("eval", "run", str(corpus / "test.txt"), "--json").out)["level"] == "unigram"
+    too_big = cli("preprocess", str(corpus), "--level", "bpe", "--vocab-size", "100000")
+    assert too_big.code == 1 and "a bpe vocabulary here can have" in too_big.err and len(too_big.err.strip().splitlines()) == 1
+    refused = cli("preprocess", str(corpus), "--level", "bpe", "--min-freq", "2")
+    assert refused.code == 2 and "--min-freq and --reserved do not apply" in refused.err
+
+
+def test_pieces_spell_their_characters_for_bits_per_character():
+    from seqtool.data.text import Vocab
+    from seqtool.lm.task import spelled_sizes
+
+    vocab = Vocab(["<unk>", "<eos>", "\u2581the", "\u2581c", "at", "\u2581é"])
+    ids = torch.tensor(vocab.encode(["\u2581the", "\u2581c", "at", "<eos>", "<eos>", "\u2581é"]))
+    # ' the cat' + '' + '\n' (the empty line) + ' é': the first '▁' of a line stands for the line end before it
+    assert spelled_sizes(vocab, "bpe", [0] * 6, ids) == (4 + 2 + 2 + 0 + 1 + 2, 4 + 2 + 2 + 0 + 1 + 3)

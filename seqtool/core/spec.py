@@ -110,11 +110,12 @@ FP, LB = FC + PN, CL + TG
 @dataclass
 class DataSpec:
     corpus: str | None = opt(None, "Text file, prepared dataset, CSV, '-' for stdin, or a catalog name.", argument=True)
-    level: str = opt("char", "Tokens: characters or words; translation: words, or subwords learnt on the training pairs "
-                     "(bpe | unigram, sentencepiece).", tasks=LM + TR, choices=("char", "word", "bpe", "unigram"),
+    level: str = opt("char", "Tokens: characters, words, or subwords learnt on the training text (bpe | unigram, "
+                     "sentencepiece); translation: words or subwords.", tasks=LM + TR, choices=("char", "word", "bpe", "unigram"),
                      by_task={"translate": "word"})
-    vocab_size: int = opt(1000, "Subword pieces per vocabulary (specials included) for --level bpe | unigram: one per side in "
-                          "translation, one for both with --joint-vocab.", tasks=TR, low=0, low_open=True, high=MAX_SIZE)
+    vocab_size: int = opt(4000, "Subword pieces per vocabulary (specials included) for --level bpe | unigram: one per side in "
+                          "translation, one for both with --joint-vocab.", tasks=LM + TR, low=0, low_open=True, high=MAX_SIZE,
+                          by_task={"translate": 1000})
     clean: str = opt("letters", "letters (lowercase letters, other runs -> one space), lower, or none.", tasks=LM,
                      choices=("letters", "lower", "none"))
     min_freq: int = opt(0, "Rarer tokens become <unk>.", tasks=LM + TR + LB, low=0, high=MAX_SIZE)

@@ -17,12 +17,16 @@ import torch
 import numpy as np
 
 from seqtool.data.corpora import check_regular_file, read_bytes, decode_text, resolve_corpus
-from seqtool.core.errors import SeqtoolError
+from seqtool.core.errors import SeqtoolError, UsageError
+from seqtool.data.subword import Subwords
 from seqtool.data.store import (StoreWriter, TextSource, build_vocab, count_tokens, encode_chunks, id_dtype, is_store,
                                 max_id_in_file, open_store, read_blocks, text_source)
 from seqtool.data.text import EOS, UNK, Vocab
 
 DATASET_FORMAT = "seqtool-dataset"
+SUBWORD_LEVELS = ("bpe", "unigram")
+LEVELS = ("char", "word", *SUBWORD_LEVELS)
+DEFAULT_VOCAB_SIZE = 8000
 
 
 @dataclass
@@ -34,6 +38,7 @@ class PreparedText:
     counts: list[int]  # frequency of each vocabulary entry in the (training) text: unigram sampling, stats, softmax clusters
     splits: dict[str, list[int]] | None = None  # a train/valid/test layout: name -> [start, stop) in ids
     path: Path | None = None  # the token store the ids map, if any
+    subwords: Subwords | None = None  # bpe / unigram: the model the pieces come from (kept in the store too)
 
     def tokens(self) -> list[str]:
         return self.vocab.decode(self.ids.tolist())
@@ -63,8 +68,11 @@ class PreparedText:
             raise
 
     def footer(self) -> dict:
-        return {"format": DATASET_FORMAT, "version": 2, "vocab": self.vocab.to_list(), "counts": self.counts,
-                "level": self.level, "clean": self.clean, "splits": self.splits}
+        footer = {"format": DATASET_FORMAT, "version": 2, "vocab": self.vocab.to_list(), "counts": self.counts,
+                  "level": self.level, "clean": self.clean, "splits": self.splits}
+        if self.subwords is not None:
+            footer["subwords"] = self.subwords.state()
+        return footer
 
 
 def prepare_text(text: str, level: str, clean: str, min_freq: int = 0, reserved: tuple[str, ...] = ()) -> PreparedText:
@@ -72,12 +80,61 @@ def prepare_text(text: str, level: str, clean: str, min_freq: int = 0, reserved:
     return prepare_sources([TextSource("the text", text=text)], level, clean, min_freq, reserved)
 
 
+@dataclass
+class SubwordRequest:
+    """What a bpe / unigram level needs to learn its model: the size, and which share of the first
+    source is training text (1.0 for a layout's train.txt; 1 - val_fraction for a text whose tail
+    is held out)."""
+
+    vocab_size: int
+    fraction: float = 1.0
+
+
+def prepare_subwords(sources: list[TextSource], level: str, clean: str, request: SubwordRequest, names: tuple[str, ...] = (),
+                     out: Path | None = None) -> PreparedText:
+    """bpe / unigram: learn the model on the training text, then encode every source with it; the
+    vocabulary is <unk>, <eos> and the model's pieces, the counts those of the first source."""
+    from seqtool.data.store import learning_lines
+
+    subwords = Subwords.learn(learning_lines(sources[0], clean, request.fraction), level, request.vocab_size,
+                              f"the training text of {sources[0].name}")
+    vocab = Vocab([UNK, EOS] + [p for p in subwords.vocabulary() if p not in (UNK, EOS)])
+    data = PreparedText(vocab, torch.zeros(0), level, clean, [0] * len(vocab), None, subwords=subwords)
+    writer = StoreWriter(out, id_dtype(len(vocab))) if out is not None else None
+    pieces, bounds, counts = [], [], np.zeros(len(vocab), dtype=np.int64)
+    try:
+        for k, source in enumerate(sources):
+            begin = writer.size if writer else sum(p.size for p in pieces)
+            for ids in encode_chunks(source, vocab, level, clean, subwords):
+                if k == 0:
+                    counts += np.bincount(ids, minlength=len(vocab))
+                writer.append(ids) if writer else pieces.append(ids)
+            stop = writer.size if writer else sum(p.size for p in pieces)
+            if stop - begin < (2 if k == 0 else 1):
+                raise SeqtoolError(f"{source.name} has no tokens after '{clean}' normalisation")
+            bounds.append([begin, stop])
+        data.counts, data.splits = counts.tolist(), dict(zip(names, bounds)) if names else None
+        if writer:
+            writer.finish(data.footer())
+            return open_prepared(out, str(out))
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
+    data.ids = torch.from_numpy(np.concatenate(pieces))
+    return data
+
+
 def prepare_sources(sources: list[TextSource], level: str, clean: str, min_freq: int = 0, reserved: tuple[str, ...] = (),
-                    names: tuple[str, ...] = (), out: Path | None = None) -> PreparedText:
+                    names: tuple[str, ...] = (), out: Path | None = None, subword: SubwordRequest | None = None) -> PreparedText:
     """Encode sources in bounded chunks with the vocabulary of the first (the training text).
 
     With `names` the sources are the parts of a layout (train, valid, test) and `splits` says where
     each lies. With `out` the ids stream into a token store there (memory-mapped back), else memory."""
+    if level in SUBWORD_LEVELS:
+        if min_freq or reserved:
+            raise UsageError(f"--level {level}: every piece of the subword vocabulary is kept; --min-freq and --reserved do not apply")
+        return prepare_subwords(sources, level, clean, subword or SubwordRequest(DEFAULT_VOCAB_SIZE), names, out)
     counts = count_tokens(sources[0], level, clean)
     if level == "word" and EOS not in reserved:
         reserved = (*reserved, EOS)  # the line end is structure: --min-freq never turns it into <unk>
@@ -130,15 +187,19 @@ def open_prepared(path: Path, name: str) -> PreparedText:
               and all(0 <= a < b <= ids.numel() for a, b in (data.splits or {}).values()))
     except (KeyError, TypeError, ValueError, AttributeError):
         ok = False
-    if not ok or data.level not in ("char", "word") or data.clean not in ("letters", "lower", "none"):
+    if ok and data.level in SUBWORD_LEVELS:
+        data.subwords = Subwords.from_state(footer.get("subwords") or {})
+        ok = data.subwords.kind == data.level
+    if not ok or data.level not in LEVELS or data.clean not in ("letters", "lower", "none"):
         raise SeqtoolError(f"{name} is a damaged seqtool dataset (vocabulary, ids or settings do not fit together)")
     return data
 
 
-def encode_text(arg: str, vocab: Vocab, level: str, clean: str, encoding: str = "utf-8", errors: str = "strict") -> torch.Tensor:
+def encode_text(arg: str, vocab: Vocab, level: str, clean: str, encoding: str = "utf-8", errors: str = "strict",
+                subwords: Subwords | None = None) -> torch.Tensor:
     """A text file (or '-', a catalog name) as ids of an existing vocabulary, read in chunks; words
     it lacks read as <unk>."""
-    pieces = list(encode_chunks(text_source(arg, encoding, errors), vocab, level, clean))
+    pieces = list(encode_chunks(text_source(arg, encoding, errors), vocab, level, clean, subwords))
     return torch.from_numpy(np.concatenate(pieces) if pieces else np.zeros(0, id_dtype(len(vocab))))
 
 
@@ -180,13 +241,13 @@ def _parse_dataset(data: bytes, name: str) -> PreparedText | None:
         ok = ids.dim() == 1 and ids.numel() >= 2 and int(ids.min()) >= 0 and int(ids.max()) < len(vocab) and len(prepared.counts) == len(vocab)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
         ok = False
-    if not ok or prepared.level not in ("char", "word") or prepared.clean not in ("letters", "lower", "none"):
+    if not ok or prepared.level not in ("char", "word") or prepared.clean not in ("letters", "lower", "none"):  # before subwords
         raise SeqtoolError(f"{name} is a damaged seqtool dataset (vocabulary, ids or settings do not fit together)")
     return prepared
 
 
 def load_corpus(arg: str, level: str, clean: str, min_freq: int, encoding: str = "utf-8", errors: str = "strict",
-                reserved: tuple[str, ...] = (), out: Path | None = None) -> PreparedText:
+                reserved: tuple[str, ...] = (), out: Path | None = None, subword: SubwordRequest | None = None) -> PreparedText:
     """A corpus argument as token ids: a token store (memory-mapped), a directory in the
     train/valid/test layout, a text file (streamed in chunks), '-' or a catalog name. With `out`,
     text is encoded into a token store there."""
@@ -194,7 +255,8 @@ def load_corpus(arg: str, level: str, clean: str, min_freq: int, encoding: str =
     if source != "-":
         path = Path(source)
         if path.is_dir():
-            return prepare_sources(layout_sources(path, encoding, errors), level, clean, min_freq, reserved, LAYOUT, out)
+            layout = SubwordRequest(subword.vocab_size) if subword else None  # train.txt is all training text
+            return prepare_sources(layout_sources(path, encoding, errors), level, clean, min_freq, reserved, LAYOUT, out, layout)
         check_regular_file(path)
         if is_store(path):
             return open_prepared(path, str(path))
@@ -204,10 +266,11 @@ def load_corpus(arg: str, level: str, clean: str, min_freq: int, encoding: str =
             prepared = _parse_dataset(read_bytes(path), str(path))
             if prepared is not None:
                 return prepared
-        return prepare_sources([text_source(arg, encoding, errors)], level, clean, min_freq, reserved, out=out)
+        return prepare_sources([text_source(arg, encoding, errors)], level, clean, min_freq, reserved, out=out, subword=subword)
     name = "standard input"
     data = read_bytes(source)
     prepared = _parse_dataset(data, name)
     if prepared is not None:
         return prepared
-    return prepare_sources([TextSource(name, text=decode_text(data, name, encoding, errors))], level, clean, min_freq, reserved, out=out)
+    return prepare_sources([TextSource(name, text=decode_text(data, name, encoding, errors))], level, clean, min_freq, reserved, out=out,
+                           subword=subword)

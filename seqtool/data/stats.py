@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from seqtool.core.errors import UsageError
-from seqtool.data.dataset import load_corpus
+from seqtool.data.dataset import SUBWORD_LEVELS, SubwordRequest, load_corpus
 from seqtool.data.text import BOS, EOS, PAD, detokenize
 
 NGRAMS = (("unigrams", 1), ("bigrams", 2), ("trigrams", 3))
@@ -28,7 +28,8 @@ def parse_reserved(text: str) -> tuple[str, ...]:
 
 
 def corpus_stats(corpus: str, level: str, clean: str, min_freq: int = 0, reserved: str = "", top: int = 10,
-                 encoding: str = "utf-8", encoding_errors: str = "strict", out: str | None = None, plot: str | None = None) -> dict:
+                 encoding: str = "utf-8", encoding_errors: str = "strict", out: str | None = None, plot: str | None = None,
+                 vocab_size: int = 4000) -> dict:
     """Read and tokenise a corpus; returns its statistics (and writes the dataset / plot when asked)."""
     from seqtool.core.spec import OPTIONS, check_encoding
 
@@ -39,7 +40,11 @@ def corpus_stats(corpus: str, level: str, clean: str, min_freq: int = 0, reserve
     if min_freq < 0 or top < 0:
         raise UsageError("--min-freq and --top must be >= 0")
     extra = parse_reserved(reserved)
-    data = load_corpus(corpus, level, clean, min_freq, encoding, encoding_errors, reserved=extra, out=Path(out) if out else None)
+    if vocab_size < 1:
+        raise UsageError("--vocab-size must be >= 1")
+    subword = SubwordRequest(vocab_size, 0.9) if level in SUBWORD_LEVELS else None
+    data = load_corpus(corpus, level, clean, min_freq, encoding, encoding_errors, reserved=extra, out=Path(out) if out else None,
+                       subword=subword)
     ids, level = data.ids, data.level
     tables = ngram_frequencies(data.blocks(), tuple(n for _, n in NGRAMS), len(data.vocab)) if top or plot else {}
     stats = {"corpus": corpus, "level": level, "clean": data.clean, "tokens": int(ids.numel()), "types": len(data.vocab),

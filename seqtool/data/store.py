@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from seqtool.core.errors import SeqtoolError
-from seqtool.data.text import UNK, Vocab, normalize, tokenize
+from seqtool.data.text import EOS, UNK, Vocab, normalize, tokenize
 
 MAGIC = b"SEQTOKS1"
 CHUNK = 1 << 24  # bytes of text per chunk: bounds the memory of building at a few times this
@@ -172,6 +172,14 @@ class Tokenizer:
     def words(self, chunk: str) -> list[str]:
         return tokenize(self.clean_chunk(chunk), "word")
 
+    def lines(self, chunk: str) -> list[str]:
+        """Subword levels: the chunk's normalised lines, each to be cut into pieces and ended by <eos>
+        (the word level's line structure)."""
+        lines = self.clean_chunk(chunk).split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the chunk ended with a line end
+        return lines
+
 
 def _letters_table(size: int) -> np.ndarray:
     """code point -> its lowercase ASCII letter, or a space for everything else (the letters recipe)."""
@@ -242,9 +250,30 @@ def build_vocab(counts: Counter, min_freq: int = 0, reserved: tuple[str, ...] = 
     return Vocab(specials + [t for t, c in ordered if c >= max(min_freq, 1) and t not in specials])
 
 
-def encode_chunks(source: TextSource, vocab: Vocab, level: str, clean: str) -> Iterator[np.ndarray]:
+def learning_lines(source: TextSource, clean: str, fraction: float = 1.0) -> Iterator[str]:
+    """The normalised lines a subword model learns from: the first `fraction` of the source (by
+    size: the training part of a text whose tail is held out)."""
+    total = len(source.text) if source.text is not None else (source.path.stat().st_size if source.path else 0)
+    budget, seen, tokenizer = fraction * total, 0, Tokenizer("word", clean)
+    for chunk in source.chunks():
+        if seen >= budget and fraction < 1.0:
+            return
+        seen += len(chunk)
+        yield from (line for line in tokenizer.lines(chunk) if line.strip())
+
+
+def encode_chunks(source: TextSource, vocab: Vocab, level: str, clean: str, subwords=None) -> Iterator[np.ndarray]:
     """The source's token ids, a chunk at a time, in the store's id type (unknown tokens -> <unk>)."""
     dtype, tokenizer = id_dtype(len(vocab)), Tokenizer(level, clean)
+    if subwords is not None:  # bpe / unigram: each line's pieces, then <eos>
+        get, eos = vocab.stoi.get, vocab.index(EOS)
+        for chunk in source.chunks():
+            ids: list[int] = []
+            for pieces in subwords.pieces_of_lines(tokenizer.lines(chunk)):
+                ids.extend(get(piece, 0) for piece in pieces)
+                ids.append(eos)
+            yield np.asarray(ids, dtype=dtype)
+        return
     if level == "word":
         get = vocab.stoi.get
         for chunk in source.chunks():

@@ -28,7 +28,7 @@ def text_ids(r, data: str | None):
     else:
         if data != "-" and Path(data).is_dir():
             data = str(Path(data) / "test.txt")  # a corpus directory: its test part
-        ids = encode_text(data, task.vocab, task.level, task.clean, spec.data.encoding, spec.data.encoding_errors)
+        ids = encode_text(data, task.vocab, task.level, task.clean, spec.data.encoding, spec.data.encoding_errors, task.subwords)
         source = "standard input" if data == "-" else data
     return ids, source
 

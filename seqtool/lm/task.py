@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from seqtool.data.batching import make_batches, num_batches
-from seqtool.data.dataset import PreparedText, load_corpus
+from seqtool.data.dataset import SUBWORD_LEVELS, PreparedText, SubwordRequest, load_corpus
+from seqtool.data.subword import Subwords
 from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.nn.lm import RNNLM, adaptive_cutoffs
 from seqtool.core.task import Task
@@ -69,6 +70,14 @@ def spelled_sizes(vocab: Vocab, level: str, counts: list[int], targets: torch.Te
         widths = torch.tensor([len(token.encode("utf-8")) for token in vocab.itos])
         return t.numel(), int(widths[t].sum())
     eos = vocab.index(EOS) if EOS in vocab else -1
+    if level in SUBWORD_LEVELS:  # a piece spells its characters, '▁' the space before a word (the line end instead at a line's start)
+        sizes = torch.tensor([len(p) for p in vocab.itos], dtype=torch.float64)
+        widths = torch.tensor([len(p.replace("\u2581", " ").encode("utf-8")) for p in vocab.itos], dtype=torch.float64)
+        sizes[0] = widths[0] = 1.0  # <unk>: a character the training text never had
+        if eos >= 0:
+            sizes[eos] = widths[eos] = 0.0  # the '▁' of the next line's first piece stands for it...
+        empty = (t == eos) & (torch.cat([torch.tensor([eos]), t[:-1]]) == eos)  # ...except after an empty line
+        return round(float(sizes[t].sum() + empty.sum())), round(float(widths[t].sum() + empty.sum()))
     rare = [len(w) for w, c in zip(vocab.itos, counts) if c == 1 and w != EOS] or [len(w) for w in vocab.itos[1:] if w != EOS] or [1]
     unk = sum(rare) / len(rare)
     sizes = torch.tensor([unk] + [len(w) + 1.0 for w in vocab.itos[1:]], dtype=torch.float64)  # + the separator after it
@@ -156,9 +165,9 @@ class LanguageModelTask(Task):
     loss_is_nll = True
     batch_dim = 1  # batches are time-major (steps, batch): a process takes a block of whole streams
 
-    def __init__(self, spec, data: PreparedText | None, vocab: Vocab, counts: list[int]):
+    def __init__(self, spec, data: PreparedText | None, vocab: Vocab, counts: list[int], subwords: Subwords | None = None):
         super().__init__(spec)
-        self.vocab, self.counts = vocab, counts
+        self.vocab, self.counts, self.subwords = vocab, counts, subwords
         self.level, self.clean = spec.data.level, spec.data.clean
         self.train_ids = self.val_ids = self.test_ids = None
         if data is not None:
@@ -170,9 +179,6 @@ class LanguageModelTask(Task):
 
     @staticmethod
     def check_spec(spec) -> None:
-        if spec.data.level not in ("char", "word"):
-            raise UsageError(f"--level {spec.data.level}: language models read characters or words (--level char | word); "
-                             "subword levels are for translation so far")
         if spec.train.truncation != "fixed" and spec.data.sampling != "sequential":
             raise UsageError(f"--truncation {spec.train.truncation} needs --sampling sequential (random windows are independent)")
         if spec.model.bidirectional:
@@ -204,16 +210,21 @@ class LanguageModelTask(Task):
         if not spec.data.corpus:
             raise UsageError("no corpus given: pass CORPUS (a file, '-' for stdin, or a catalog name)")
         d = spec.data
-        data = load_corpus(d.corpus, d.level, d.clean, d.min_freq, d.encoding, d.encoding_errors)
+        subword = SubwordRequest(d.vocab_size, 1 - d.val_fraction) if d.level in SUBWORD_LEVELS else None
+        data = load_corpus(d.corpus, d.level, d.clean, d.min_freq, d.encoding, d.encoding_errors, subword=subword)
         d.level, d.clean = data.level, data.clean  # a prepared dataset carries its own settings
-        return cls(spec, data, data.vocab, data.counts)
+        return cls(spec, data, data.vocab, data.counts, data.subwords)
 
     @classmethod
     def from_checkpoint(cls, spec, task_state: dict) -> "LanguageModelTask":
-        return cls(spec, None, Vocab(list(task_state["vocab"])), list(task_state["counts"]))
+        subwords = Subwords.from_state(task_state["subwords"]) if task_state.get("subwords") else None
+        return cls(spec, None, Vocab(list(task_state["vocab"])), list(task_state["counts"]), subwords)
 
     def task_state(self) -> dict:
-        return {"vocab": self.vocab.to_list(), "counts": list(self.counts), "level": self.level, "clean": self.clean}
+        state = {"vocab": self.vocab.to_list(), "counts": list(self.counts), "level": self.level, "clean": self.clean}
+        if self.subwords is not None:  # the model itself, inside the checkpoint
+            state["subwords"] = self.subwords.state()
+        return state
 
     def build_model(self) -> nn.Module:
         m = self.spec.model
@@ -341,11 +352,16 @@ class LanguageModelTask(Task):
         """Normalise a prefix like the training text; returns its ids and any unknown tokens."""
         from seqtool.data.text import EOS, normalize, tokenize
 
-        text = normalize(prefix, self.clean, keep_lines=self.level == "word")
+        lines = self.level != "char"
+        text = normalize(prefix, self.clean, keep_lines=lines)
         if self.clean == "letters" and prefix[-1:].isspace() and text:
             text += " "  # keep a trailing space: "time " continues with a new word
-        tokens = tokenize(text, self.level)
-        if self.level == "word" and tokens[-1:] == [EOS] and not prefix.endswith(("\n", "\r")):
+        if self.subwords is not None:
+            rows = text.split("\n")
+            tokens = [t for i, row in enumerate(rows) for t in (*self.subwords.pieces(row), *([EOS] if i < len(rows) - 1 else []))]
+        else:
+            tokens = tokenize(text, self.level)
+        if lines and tokens[-1:] == [EOS] and not prefix.endswith(("\n", "\r")):
             tokens.pop()  # the prefix's last line goes on: no line end yet
         unknown = sorted({t for t in tokens if t not in self.vocab})
         return self.vocab.encode(tokens), unknown
@@ -365,7 +381,7 @@ class LanguageModelTask(Task):
         With num=1, `on_text(piece)` receives the text as it is generated (prefix first), so a
         caller can stream it; the pieces join to exactly the returned text."""
         from seqtool.lm.sampling import sample
-        from seqtool.data.text import EOS, detokenize
+        from seqtool.data.text import EOS
 
         ids, _ = self.encode_prefix(prefix)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -382,20 +398,39 @@ class LanguageModelTask(Task):
             # a space goes between words, not next to a line end (detokenize's <eos> rule)
             after_word = [bool(ids) and self.vocab.itos[ids[-1]] != EOS]
             if ids:
-                on_text(detokenize(self.vocab.decode(ids), self.level))
+                on_text(self.text_of(self.vocab.decode(ids)))
 
             def on_step(token):
                 text = self.vocab.itos[int(token[0])]
-                if self.level == "word" and text == EOS:
+                if self.level != "char" and text == EOS:
                     on_text("\n")
                     after_word[0] = False
                     return
-                on_text((sep if after_word[0] else "") + text)
+                if self.subwords is not None:  # a piece carries its own space ('▁'), none at a line's start
+                    text = text.replace("\u2581", " ")
+                    on_text(text if after_word[0] else text.lstrip(" "))
+                else:
+                    on_text((sep if after_word[0] else "") + text)
                 after_word[0] = True
 
         out = sample(model, ids, length, num=num, banned=[self.vocab.unk], first_token_probs=counts / counts.sum(),
                      generator=generator, device=device, on_step=on_step, **choice)
-        return [detokenize(self.vocab.decode(ids + row if ids else row), self.level) for row in out]
+        return [self.text_of(self.vocab.decode(ids + row if ids else row)) for row in out]
+
+    def text_of(self, tokens: list[str]) -> str:
+        """Tokens back to text: characters joined, words spaced, pieces decoded; <eos> a line end."""
+        from seqtool.data.text import EOS, detokenize
+
+        if self.subwords is None:
+            return detokenize(tokens, self.level)
+        lines, line = [], []
+        for token in tokens:
+            if token == EOS:
+                lines.append(self.subwords.text(line))
+                line = []
+            else:
+                line.append(token)
+        return "\n".join([*lines, self.subwords.text(line)])
 
     def report_sections(self, model, device) -> list[str]:
         prefix = "the " if self.clean != "none" else "The "
