@@ -17,7 +17,10 @@ at least 3):
 - the time budget: `seqtool train STORE --cell gru --max-seconds 20` on a 100 MB store, as typed and
   with `--val-tokens 0`: the whole command's wall time.
 
-BENCH_PARTS (default "preprocess,train,budget,vocab"; train: training on the preprocessed stores) chooses the parts; BENCH_BASELINE=DIR (a checkout of
+- subwords: encoding a 100 MB corpus with a BPE model of 8,000 pieces against the word level, and
+  the whole `seqtool preprocess --level bpe` command.
+
+BENCH_PARTS (default "preprocess,train,budget,vocab,subword"; train: training on the preprocessed stores) chooses the parts; BENCH_BASELINE=DIR (a checkout of
 an earlier commit) adds that seqtool's default preprocess as a 'before' contender.
 
 Peak RSS is the process's own (wait4's ru_maxrss). Medians (min-max) over the rounds.
@@ -152,17 +155,54 @@ def vocab_memory(work: Path, rounds: int) -> None:
         print(f"{softmax}: peak RSS 50k / 10k, median of per-round ratios: {spread(share, '.2f')}" + (" (target <= 2)" if softmax == "adaptive" else ""))
 
 
+def subword_encoding(work: Path, rounds: int, mb: int = 100) -> None:
+    """Tokenisation speed of the subword levels: a BPE model (8,000 pieces, learnt once on a 10 MB
+    sample) encoding a `mb` MB corpus through encode_chunks, the path preprocess and train take,
+    alternated with the word level's encoding of the same text; and the whole `seqtool preprocess
+    --level bpe` command (learning included) in its own process."""
+    from seqtool.data.dataset import prepare_subwords, SubwordRequest
+    from seqtool.data.store import TextSource, encode_chunks
+
+    corpus, sample = work / "sub.txt", work / "sample.txt"
+    build_corpus(corpus, mb * 1_000_000)
+    build_corpus(sample, 10_000_000)
+    model = prepare_subwords([TextSource("sample", path=sample)], "bpe", "none", SubwordRequest(8000))
+    from seqtool.data.store import build_vocab, count_tokens
+
+    words = build_vocab(count_tokens(TextSource("c", path=corpus), "word", "none"), 0, ("<eos>",))
+
+    def encode(level: str) -> dict:
+        start = time.perf_counter()
+        vocab, subwords = (model.vocab, model.subwords) if level == "bpe" else (words, None)
+        tokens = sum(ids.size for ids in encode_chunks(TextSource("c", path=corpus), vocab, level, "none", subwords))
+        return {"mb_per_s": mb / (time.perf_counter() - start), "tokens": tokens}
+
+    results = alternate({"encode, bpe 8,000 pieces": lambda: encode("bpe"), "encode, words": lambda: encode("word")}, rounds)
+    command = alternate({f"seqtool preprocess {mb} MB --level bpe --vocab-size 8000 --clean none --top 0":
+                         lambda: preprocess(corpus, work / "sub.tokens", ["--level", "bpe", "--vocab-size", "8000", "--clean", "none",
+                                                                          "--top", "0"])}, rounds)
+    print(f"\nSubword tokenisation of a {mb} MB corpus (--clean none): {rounds} alternated rounds, median (min-max)")
+    for name, rows in results.items():
+        print(f"{name:<72}{spread([r['mb_per_s'] for r in rows], ',.1f'):>16} MB/s   {rows[0]['tokens']:,} tokens")
+    for name, rows in command.items():
+        print(f"{name:<72}{spread([r['mb_per_s'] for r in rows], ',.1f'):>16} MB/s   peak RSS {spread([r['rss_mb'] for r in rows])} MiB")
+    print("target: subword tokenisation >= 20 MB/s on 2 cores")
+
+
 def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES_MB", "100,200,1000").split(",")]
     rounds = int(os.environ.get("BENCH_ROUNDS", 3))
     train_seconds = float(os.environ.get("BENCH_TRAIN_SECONDS", 60))
-    parts = os.environ.get("BENCH_PARTS", "preprocess,train,budget,vocab").split(",")
+    parts = os.environ.get("BENCH_PARTS", "preprocess,train,budget,vocab,subword").split(",")
     if "vocab" in parts:
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
             vocab_memory(Path(tmp), rounds)
     if "budget" in parts:
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
             budgets(Path(tmp), rounds)
+    if "subword" in parts:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+            subword_encoding(Path(tmp), rounds)
     if "preprocess" not in parts:
         return
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:

@@ -21,6 +21,8 @@ from typing import Iterable
 from seqtool.core.errors import SeqtoolError
 
 KINDS = ("bpe", "unigram")
+#: lines a model learns from at most (a seeded sample of a larger text: learning time and memory stay bounded)
+LEARN_LINES = 1_000_000
 #: sentencepiece's own reserved pieces, which seqtool's Vocab replaces with its specials
 _RESERVED = ("<unk>", "<s>", "</s>")
 
@@ -83,7 +85,8 @@ def _train(lines: list[str], out: io.BytesIO, kind: str, vocab_size: int, hard: 
 
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines), model_writer=out, vocab_size=vocab_size, model_type=kind, character_coverage=1.0,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=hard, minloglevel=2, num_threads=2)
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=hard, minloglevel=2, num_threads=2,
+        input_sentence_size=LEARN_LINES, shuffle_input_sentence=True)
 
 
 def _usable(lines: list[str], kind: str, message: str) -> tuple[int, int]:
