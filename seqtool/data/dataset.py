@@ -132,7 +132,7 @@ def prepare_sources(sources: list[TextSource], level: str, clean: str, min_freq:
     With `names` the sources are the parts of a layout (train, valid, test) and `splits` says where
     each lies. With `out` the ids stream into a token store there (memory-mapped back), else memory."""
     if level in SUBWORD_LEVELS:
-        if min_freq or reserved:
+        if min_freq > 1 or reserved:
             raise UsageError(f"--level {level}: every piece of the subword vocabulary is kept; --min-freq and --reserved do not apply")
         return prepare_subwords(sources, level, clean, subword or SubwordRequest(DEFAULT_VOCAB_SIZE), names, out)
     counts = count_tokens(sources[0], level, clean)

@@ -83,6 +83,8 @@ class TranslationTask(Task):
             raise UsageError("--tie-weights is for language models; source and target vocabularies differ")
         if spec.data.level not in LEVELS:
             raise UsageError(f"--level {spec.data.level}: translation reads {', '.join(LEVELS[:-1])} or {LEVELS[-1]} tokens")
+        if spec.data.level != "word" and spec.data.min_freq > 1:
+            raise UsageError(f"--level {spec.data.level}: every piece of the subword vocabulary is kept; --min-freq does not apply")
         if spec.translate.joint_vocab and spec.data.level == "word":
             raise UsageError("--joint-vocab shares one subword vocabulary between the sides: give --level bpe or unigram")
 
@@ -239,9 +241,9 @@ class TranslationTask(Task):
         return self.tgt_side.words(self.target_tokens(ids))
 
     def target_text(self, ids: Sequence[int], tokenized: bool = False) -> str:
-        """Detokenised text (`tokenized`: the model's own tokens, space-separated)."""
-        tokens = self.target_tokens(ids)
-        return " ".join(tokens) if tokenized else P.detokenize(self.tgt_side.words(tokens), self.spacing)
+        """Detokenised text (`tokenized`: the normalised words and marks, space-separated, whatever the level)."""
+        words = self.tgt_side.words(self.target_tokens(ids))
+        return " ".join(words) if tokenized else P.detokenize(words, self.spacing)
 
     def reference_text(self, raw: str) -> str:
         """A reference as the model would write it (normalised, same spacing), for fair BLEU."""
