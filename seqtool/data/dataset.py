@@ -100,20 +100,32 @@ def prepare_subwords(sources: list[TextSource], level: str, clean: str, request:
                               f"the training text of {sources[0].name}")
     vocab = Vocab([UNK, EOS] + [p for p in subwords.vocabulary() if p not in (UNK, EOS)])
     data = PreparedText(vocab, torch.zeros(0), level, clean, [0] * len(vocab), None, subwords=subwords)
-    writer = StoreWriter(out, id_dtype(len(vocab))) if out is not None else None
-    pieces, bounds, counts = [], [], np.zeros(len(vocab), dtype=np.int64)
+    counts = np.zeros(len(vocab), dtype=np.int64)
+    return _encode_sources(data, sources, names, out, lambda source: encode_chunks(source, vocab, level, clean, subwords), counts)
+
+
+def _encode_sources(data: PreparedText, sources: list[TextSource], names: tuple[str, ...], out: Path | None, encode,
+                    counts: np.ndarray | None = None) -> PreparedText:
+    """Every source's ids from `encode(source)`, into the token store at `out` (mapped back) or into
+    memory; with `names` the sources are a layout's parts and data.splits says where each lies.
+    `counts`, when given, adds up the first source's tokens before the footer is written."""
+    dtype = id_dtype(len(data.vocab))
+    writer = StoreWriter(out, dtype) if out is not None else None
+    pieces, bounds = [], []
     try:
         for k, source in enumerate(sources):
             begin = writer.size if writer else sum(p.size for p in pieces)
-            for ids in encode_chunks(source, vocab, level, clean, subwords):
-                if k == 0:
-                    counts += np.bincount(ids, minlength=len(vocab))
+            for ids in encode(source):
+                if k == 0 and counts is not None:
+                    counts += np.bincount(ids, minlength=counts.size)
                 writer.append(ids) if writer else pieces.append(ids)
             stop = writer.size if writer else sum(p.size for p in pieces)
-            if stop - begin < (2 if k == 0 else 1):
-                raise SeqtoolError(f"{source.name} has no tokens after '{clean}' normalisation")
+            if stop == begin:
+                raise SeqtoolError(f"{source.name} has no tokens after '{data.clean}' normalisation")
             bounds.append([begin, stop])
-        data.counts, data.splits = counts.tolist(), dict(zip(names, bounds)) if names else None
+        data.splits = dict(zip(names, bounds)) if names else None
+        if counts is not None:
+            data.counts = counts.tolist()
         if writer:
             writer.finish(data.footer())
             return open_prepared(out, str(out))
@@ -121,7 +133,7 @@ def prepare_subwords(sources: list[TextSource], level: str, clean: str, request:
         if writer:
             writer.abort()
         raise
-    data.ids = torch.from_numpy(np.concatenate(pieces))
+    data.ids = torch.from_numpy(np.concatenate(pieces) if pieces else np.zeros(0, dtype))
     return data
 
 
@@ -145,32 +157,11 @@ def prepare_sources(sources: list[TextSource], level: str, clean: str, min_freq:
                            "a language model needs at least 2")
     if all(t == UNK or t in reserved for t in vocab.itos):
         raise SeqtoolError(f"every token occurs fewer than --min-freq {min_freq} times: the vocabulary would be only <unk>; lower --min-freq")
-    dtype = id_dtype(len(vocab))
-    writer = StoreWriter(out, dtype) if out is not None else None
-    pieces, bounds = [], []
     # counts come from the training text only, like the vocabulary: its token counts, <unk> taking the rest
     frequency = [0] + [counts.get(t, 0) for t in vocab.itos[1:]]
     frequency[0] = sum(counts.values()) - sum(frequency)
-    try:
-        for source in sources:
-            begin = writer.size if writer else sum(p.size for p in pieces)
-            for ids in encode_chunks(source, vocab, level, clean):
-                writer.append(ids) if writer else pieces.append(ids)
-            stop = writer.size if writer else sum(p.size for p in pieces)
-            if stop == begin:
-                raise SeqtoolError(f"{source.name} has no tokens after '{clean}' normalisation")
-            bounds.append([begin, stop])
-        splits = dict(zip(names, bounds)) if names else None
-        data = PreparedText(vocab, torch.zeros(0), level, clean, frequency, splits)
-        if writer:
-            writer.finish(data.footer())
-            return open_prepared(out, str(out))
-    except BaseException:
-        if writer:
-            writer.abort()
-        raise
-    data.ids = torch.from_numpy(np.concatenate(pieces) if pieces else np.zeros(0, dtype))
-    return data
+    data = PreparedText(vocab, torch.zeros(0), level, clean, frequency)
+    return _encode_sources(data, sources, names, out, lambda source: encode_chunks(source, vocab, level, clean))
 
 
 def open_prepared(path: Path, name: str) -> PreparedText:
