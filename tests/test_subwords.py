@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -201,3 +202,15 @@ def test_pieces_spell_their_characters_for_bits_per_character():
     ids = torch.tensor(vocab.encode(["\u2581the", "\u2581c", "at", "<eos>", "<eos>", "\u2581é"]))
     # ' the cat' + '' + '\n' (the empty line) + ' é': the first '▁' of a line stands for the line end before it
     assert spelled_sizes(vocab, "bpe", [0] * 6, ids) == (4 + 2 + 2 + 0 + 1 + 2, 4 + 2 + 2 + 0 + 1 + 3)
+
+
+def test_encoding_lines_in_numpy_equals_looking_up_every_piece(french):
+    from seqtool.data.store import TextSource, encode_chunks
+    from seqtool.data.text import EOS, UNK, Vocab
+
+    model = Subwords.learn(french, "bpe", 300)
+    vocab = Vocab([UNK, EOS] + model.vocabulary())
+    text = "je suis chez moi .\n\nça ira , zébulon €\nva !\n"  # an empty line, a character never learnt
+    ids = np.concatenate(list(encode_chunks(TextSource("t", text=text), vocab, "bpe", "none", model)))
+    expected = [i for line in text.split("\n")[:-1] for i in (*vocab.encode(model.pieces(line)), vocab.index(EOS))]
+    assert ids.tolist() == expected and ids.dtype == np.uint16

@@ -266,13 +266,9 @@ def encode_chunks(source: TextSource, vocab: Vocab, level: str, clean: str, subw
     """The source's token ids, a chunk at a time, in the store's id type (unknown tokens -> <unk>)."""
     dtype, tokenizer = id_dtype(len(vocab)), Tokenizer(level, clean)
     if subwords is not None:  # bpe / unigram: each line's pieces, then <eos>
-        get, eos = vocab.stoi.get, vocab.index(EOS)
+        table, eos = subwords.id_table(vocab.stoi, dtype), vocab.index(EOS)
         for chunk in source.chunks():
-            ids: list[int] = []
-            for pieces in subwords.pieces_of_lines(tokenizer.lines(chunk)):
-                ids.extend(get(piece, 0) for piece in pieces)
-                ids.append(eos)
-            yield np.asarray(ids, dtype=dtype)
+            yield subwords.ids_of_lines(tokenizer.lines(chunk), table, eos)
         return
     if level == "word":
         get = vocab.stoi.get
