@@ -214,3 +214,14 @@ def test_encoding_lines_in_numpy_equals_looking_up_every_piece(french):
     ids = np.concatenate(list(encode_chunks(TextSource("t", text=text), vocab, "bpe", "none", model)))
     expected = [i for line in text.split("\n")[:-1] for i in (*vocab.encode(model.pieces(line)), vocab.index(EOS))]
     assert ids.tolist() == expected and ids.dtype == np.uint16
+
+
+def test_a_subword_model_learns_from_the_training_part_only():
+    from seqtool.data.store import TextSource, learning_lines
+
+    lines = [f"line {i} alpha" for i in range(90)] + [f"tail {i} zzyzx" for i in range(10)]
+    text = "\n".join(lines) + "\n"
+    learnt = list(learning_lines(TextSource("t", text=text), "none", 0.9))
+    assert learnt == lines[: len(learnt)] and 85 <= len(learnt) <= 90  # stops before the held-out tail (by UTF-8 bytes)
+    assert not any("zzyzx" in line for line in learnt)
+    assert list(learning_lines(TextSource("t", text=text), "none", 1.0)) == lines

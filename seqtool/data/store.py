@@ -251,14 +251,22 @@ def build_vocab(counts: Counter, min_freq: int = 0, reserved: tuple[str, ...] = 
 
 
 def learning_lines(source: TextSource, clean: str, fraction: float = 1.0) -> Iterator[str]:
-    """The normalised lines a subword model learns from: the first `fraction` of the source (by
-    size: the training part of a text whose tail is held out)."""
-    total = len(source.text) if source.text is not None else (source.path.stat().st_size if source.path else 0)
+    """The normalised lines a subword model learns from: the lines within the first `fraction` of
+    the source's UTF-8 bytes (the training part of a text whose tail is held out)."""
+    total = len(source.text.encode("utf-8")) if source.text is not None else (source.path.stat().st_size if source.path else 0)
     budget, seen, tokenizer = fraction * total, 0, Tokenizer("word", clean)
     for chunk in source.chunks():
-        if seen >= budget and fraction < 1.0:
+        size = len(chunk.encode("utf-8"))
+        if fraction < 1.0 and seen + size > budget:  # the held-out tail starts in this chunk: stop at its line
+            kept = []
+            for line in chunk.split("\n"):
+                seen += len(line.encode("utf-8")) + 1
+                if seen > budget:
+                    break
+                kept.append(line)
+            yield from (line for line in tokenizer.lines("\n".join(kept) + "\n") if line.strip())
             return
-        seen += len(chunk)
+        seen += size
         yield from (line for line in tokenizer.lines(chunk) if line.strip())
 
 
