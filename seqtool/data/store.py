@@ -260,9 +260,12 @@ def learning_lines(source: TextSource, clean: str, fraction: float = 1.0) -> Ite
         if fraction < 1.0 and seen + size > budget:  # the held-out tail starts in this chunk: stop at its line
             kept = []
             for line in chunk.split("\n"):
-                seen += len(line.encode("utf-8")) + 1
-                if seen > budget:
+                size = len(line.encode("utf-8")) + 1
+                if seen + size > budget:  # the line the tail starts in: its words before the cut
+                    head = line[: max(int(budget - seen), 0)]
+                    kept.append(head.rsplit(" ", 1)[0] if " " in head else "")
                     break
+                seen += size
                 kept.append(line)
             yield from (line for line in tokenizer.lines("\n".join(kept) + "\n") if line.strip())
             return
