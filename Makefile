@@ -96,6 +96,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_engines.py
 	$(PY) bench/bench_stack.py
 	$(PY) bench/bench_translate.py
+	$(PY) bench/bench_levels.py
 	$(PY) bench/bench_speed.py
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_lm.py word

@@ -74,7 +74,7 @@ def test_statistical_members_forecast_from_each_origin_with_the_fit_fixed(kind):
 
     x = seasonal_series(n=96)
     member = Statistical.fit(kind, x[:72], 12)
-    assert member.ok and member.name.startswith({"ets": "AutoETS", "arima": "AutoARIMA", "theta": "AutoTheta"}[kind])
+    assert member.model is not None and member.name.startswith({"ets": "AutoETS", "arima": "AutoARIMA", "theta": "AutoTheta"}[kind])
     table = member.table(x, [71, 83], 6)
     library = {"ets": AutoETS, "arima": AutoARIMA, "theta": AutoTheta}[kind](season_length=12).fit(x[:72])
     assert np.allclose(table[0], library.predict(6)["mean"])  # at the end of the fit: the library's own forecast
@@ -88,7 +88,7 @@ def test_statistical_members_forecast_from_each_origin_with_the_fit_fixed(kind):
 
 def test_a_member_that_cannot_fit_forecasts_nothing_and_drops_out_of_the_mean():
     broken = Statistical("ets", 12, np.zeros(3), None)
-    assert not broken.ok and np.isnan(broken.table(np.arange(10.0), [5], 2)).all()
+    assert broken.name == "AutoETS: could not be fitted" and np.isnan(broken.table(np.arange(10.0), [5], 2)).all()
     tables = {"network": np.array([[1.0, 2.0]]), "ets": np.array([[np.nan, 4.0]])}
     mean = weighted_mean(tables, {"network": 0.5, "ets": 0.5})
     assert mean.tolist() == [[1.0, 3.0]]  # the weights renormalised where ets has no forecast

@@ -234,3 +234,18 @@ def test_a_text_of_one_long_line_learns_from_the_words_before_the_tail():
     text = " ".join(f"w{i}" for i in range(1000))
     (learnt,) = learning_lines(TextSource("t", text=text), "none", 0.5)
     assert text.startswith(learnt) and 0.45 * len(text) < len(learnt) <= 0.5 * len(text) and not learnt.endswith(" ")
+
+
+def test_a_joint_vocabulary_translator_through_the_cli(cli, tmp_path):
+    corpus = tmp_path / "slice.tsv"
+    with open(locate("fra-eng"), encoding="utf-8") as fh:
+        corpus.write_text("".join(next(fh) for _ in range(400)), encoding="utf-8")
+    result = cli("train", str(corpus), *SMALL, "--epochs", "2", "--level", "unigram", "--vocab-size", "250", "--joint-vocab",
+                 "--out", "joint")
+    assert result.code == 0, result.err
+    state = torch.load(Path("joint/checkpoints/best.pt"), weights_only=True)["task_state"]
+    assert state["src_subwords"] == state["tgt_subwords"] and state["src_vocab"] == state["tgt_vocab"]
+    out = cli("translate", "--checkpoint", "joint", "Go.", "I'm home.")
+    assert out.code == 0 and len(out.out.splitlines()) == 2 and "\u2581" not in out.out and "<unk>" not in out.out
+    scored = json.loads(cli("eval", "joint", "--json").out)
+    assert scored["sources"] >= 1 and 0 <= scored["bleu"] <= 100

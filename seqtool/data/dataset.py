@@ -26,7 +26,7 @@ from seqtool.data.text import EOS, UNK, Vocab
 DATASET_FORMAT = "seqtool-dataset"
 SUBWORD_LEVELS = ("bpe", "unigram")
 LEVELS = ("char", "word", *SUBWORD_LEVELS)
-DEFAULT_VOCAB_SIZE = 8000
+DEFAULT_VOCAB_SIZE = 4000  # subword pieces when no size is given (the spec's and preprocess's default too)
 
 
 @dataclass
@@ -232,7 +232,8 @@ def _parse_dataset(data: bytes, name: str) -> PreparedText | None:
         ok = ids.dim() == 1 and ids.numel() >= 2 and int(ids.min()) >= 0 and int(ids.max()) < len(vocab) and len(prepared.counts) == len(vocab)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
         ok = False
-    if not ok or prepared.level not in ("char", "word") or prepared.clean not in ("letters", "lower", "none"):  # before subwords
+    # datasets in this older format predate the subword levels: char or word only
+    if not ok or prepared.level not in ("char", "word") or prepared.clean not in ("letters", "lower", "none"):
         raise SeqtoolError(f"{name} is a damaged seqtool dataset (vocabulary, ids or settings do not fit together)")
     return prepared
 

@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from seqtool.core.errors import UsageError
-from seqtool.data.dataset import SUBWORD_LEVELS, SubwordRequest, load_corpus
+from seqtool.data.dataset import DEFAULT_VOCAB_SIZE, SUBWORD_LEVELS, SubwordRequest, load_corpus
 from seqtool.data.text import BOS, EOS, PAD, detokenize
 
 NGRAMS = (("unigrams", 1), ("bigrams", 2), ("trigrams", 3))
@@ -29,7 +29,7 @@ def parse_reserved(text: str) -> tuple[str, ...]:
 
 def corpus_stats(corpus: str, level: str, clean: str, min_freq: int = 0, reserved: str = "", top: int = 10,
                  encoding: str = "utf-8", encoding_errors: str = "strict", out: str | None = None, plot: str | None = None,
-                 vocab_size: int = 4000) -> dict:
+                 vocab_size: int = DEFAULT_VOCAB_SIZE) -> dict:
     """Read and tokenise a corpus; returns its statistics (and writes the dataset / plot when asked)."""
     from seqtool.core.spec import OPTIONS, check_encoding
 

@@ -62,10 +62,6 @@ class Statistical:
         return cls(kind, season, y, model)
 
     @property
-    def ok(self) -> bool:
-        return self.model is not None
-
-    @property
     def name(self) -> str:
         """What was chosen, e.g. 'AutoETS: ETS(M,A,M)'."""
         title = TITLES[self.kind]
