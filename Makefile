@@ -18,7 +18,7 @@ help:
 	@echo "make forecast  forecast the synthetic sine (GRU) and airline-passengers (defaults), then 12 months past 1960 with intervals (~1 min)"
 	@echo "make m4      one global model for the 359 M4 weekly series (~2 min), scored on the M4 test file as the competition does"
 	@echo "make translate  train the default English->French translator on fra-eng, translate, score BLEU"
-	@echo "make label   classify SST-2 sentences and tag UD English parts of speech (defaults, ~4 min), score, predict"
+	@echo "make label   classify SST-2 sentences and tag UD English parts of speech (defaults, ~6 min), score, predict"
 	@echo "make bench   benchmarks (prints numbers; takes several minutes)"
 	@echo "make stress  bad inputs, SIGKILLs and Ctrl-Cs in bulk; prints how many were tried and held (a few minutes)"
 

@@ -4,6 +4,7 @@ SST-2: `seqtool train --task classify DIR` with defaults (DIR: train = sst2-trai
 sst2-dev) against TF-IDF (word 1-2-grams) + logistic regression whose C is chosen on sst2-dev.
 UD English: `seqtool train DIR` with defaults (train = ud-english-train, valid = test =
 ud-english-valid) against the most frequent tag of each word (unseen words: the most frequent tag).
+SST-2 also with `--members 3 --max-seconds 240`: an ensemble of three networks in one run (BENCH_MEMBERS).
 Both sides choose on the same data they are scored on (the issue's measure: accuracy on sst2-dev
 and ud-english-valid); the shared files hold no other labelled part.
 
@@ -31,6 +32,7 @@ from bench.rounds import alternate, spread  # noqa: E402
 SEQTOOL = [sys.executable, "-m", "seqtool"]
 MIRROR = Path(os.environ.get("SEQTOOL_MIRROR", ROOT.parent / "shared" / "corpora"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
+MEMBERS = os.environ.get("BENCH_MEMBERS", "3")
 PREDICT_LINES = int(os.environ.get("BENCH_PREDICT_LINES", 50_000))
 
 
@@ -133,6 +135,8 @@ def main() -> None:
                                   "test.conllu": "ud-english-valid.conllu"})
         results = alternate({
             "SST-2  seqtool classify (defaults)": lambda: seqtool_train(["--task", "classify", str(sst)], work / "sst-run"),
+            f"SST-2  seqtool classify --members {MEMBERS}": lambda: seqtool_train(
+                ["--task", "classify", str(sst), "--members", MEMBERS, "--max-seconds", "240"], work / "sst-members"),
             "SST-2  TF-IDF + logistic regression": lambda: tfidf_logreg(sst_train, sst_dev),
             "UD     seqtool tag (defaults)": lambda: seqtool_train([str(ud)], work / "ud-run"),
             "UD     most frequent tag per word": lambda: most_frequent_tag(ud_train, ud_valid),
@@ -142,6 +146,7 @@ def main() -> None:
         (work / "lines.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
         speed = alternate({
             "seqtool predict (the command, start-up included)": lambda: predict_command(work / "sst-run", work / "lines.txt"),
+            f"  ... of the --members {MEMBERS} run": lambda: predict_command(work / "sst-members", work / "lines.txt"),
             "seqtool predict_lines (the library call)": lambda: predict_library(work / "sst-run", texts),
             "TF-IDF + logistic regression predict": lambda: tfidf_predict(sst_train, texts),
         }, ROUNDS)

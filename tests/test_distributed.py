@@ -273,3 +273,20 @@ def test_a_killed_worker_ends_the_job_with_one_clear_line(corpus, tmp_path):
     ddp = _torchrun(str(ROOT / "tests" / "ddp_kill_driver.py"), *args, cwd=tmp_path, launcher="seqtool.core.launch")
     assert ddp.returncode == 137, ddp.stderr
     assert ddp.stderr == "seqtool: error: training process rank 1 was killed by signal 9\n"
+
+
+def test_an_ensemble_classifier_trains_under_ddp_as_on_one_process(cli, tmp_path):
+    """--nproc 2 on a classification run with --members 2: the members' own losses go through DDP
+    (the forward's per_member flag) and two processes of 4 rows step as one process of 8."""
+    from tests.test_label import write_classify_layout
+
+    root = write_classify_layout(tmp_path / "cls")
+    args = ["--task", "classify", str(root), "--members", "2", "--embed", "8", "--hidden", "12", "--dropout", "0", "--unk-rate", "0",
+            "--batch", "8", "--epochs", "1", "--threads", "1", "--max-seconds", "0", "--quiet", "--lr", "0.01", "--seed", "3"]
+    ddp = subprocess.run([sys.executable, "-m", "seqtool", "train", *args, "--nproc", "2", "--out", "ddp"],
+                         capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=240)
+    assert ddp.returncode == 0, ddp.stderr
+    single = cli("train", *args, "--out", tmp_path / "single")
+    assert single.code == 0, single.err
+    assert json.loads((tmp_path / "ddp" / "run.json").read_text())["processes"] == 2
+    _assert_same_params(_params(tmp_path / "ddp"), _params(tmp_path / "single"))

@@ -13,7 +13,7 @@ import torch
 from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.label import data as D
 from seqtool.label.metrics import classification_scores, spans, tagging_scores
-from seqtool.label.model import SequenceClassifier, SequenceTagger
+from seqtool.label.model import CharEncoder, Ensemble, SequenceClassifier, SequenceTagger
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 FAST = ["--threads", "1", "--max-seconds", "0", "--quiet", "--embed", "16", "--hidden", "24", "--batch", "16"]
@@ -164,6 +164,40 @@ def test_padding_never_changes_a_sequence_label_and_masked_equals_packed(pool, c
     assert torch.allclose(model(batch, lengths, letters), packed, atol=1e-5)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_lstm_character_encoding_ignores_padding_and_masked_equals_packed(cell):
+    torch.manual_seed(0)
+    model = SequenceTagger(20, 4, 8, 6, 1, cell, 0.0, True, chars=10, char_embed=6, char_encoder="lstm").eval()
+    assert model.chars.width == 6 and model.rnn.input_size == 8 + 6
+    ids, chars = torch.randint(2, 20, (1, 3)), torch.randint(2, 10, (1, 3, 4)) * (torch.arange(4) < torch.tensor([[[4], [2], [1]]]))
+    alone = model(ids, torch.tensor([3]), chars)
+    wider = torch.nn.functional.pad(chars, (0, 3, 0, 2))  # more letter slots and two padding words
+    padded = model(torch.nn.functional.pad(ids, (0, 2)), torch.tensor([3]), wider)
+    assert torch.allclose(alone, padded[:, :3], atol=1e-5)
+    assert torch.equal(model.chars(wider)[0, 3:], torch.zeros(2, 6))  # a padding word's encoding is zero
+    model.masked = True
+    assert torch.allclose(model(torch.nn.functional.pad(ids, (0, 2)), torch.tensor([3]), wider), padded, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown character encoder"):
+        CharEncoder(10, 6, kind="gru")
+
+
+def test_an_ensemble_answers_with_its_members_mean_probability():
+    torch.manual_seed(0)
+    members = [SequenceClassifier(20, 3, 8, 6, 1, "gru", 0.0, True, "mean") for _ in range(3)]
+    ensemble = Ensemble(members).eval()
+    ids, lengths = torch.randint(2, 20, (4, 5)), torch.tensor([5, 4, 2, 1])
+    each = ensemble(ids, lengths, per_member=True)
+    assert each.shape == (3, 4, 3)
+    for k, member in enumerate(members):
+        assert torch.allclose(each[k], member(ids, lengths), atol=1e-6)
+    mean = torch.stack([member(ids, lengths).softmax(-1) for member in members]).mean(0)
+    assert torch.allclose(ensemble(ids, lengths).softmax(-1), mean, atol=1e-6)
+    assert not torch.allclose(each[0], each[1])  # initialised apart
+    ensemble.masked = True
+    assert all(member.masked for member in members)
+    assert torch.allclose(ensemble(ids, lengths).softmax(-1), mean, atol=1e-5)
+
+
 def test_a_tagger_gives_a_label_per_token():
     torch.manual_seed(0)
     model = SequenceTagger(20, 4, 8, 6, 1, "gru", 0.0, True).eval()
@@ -218,6 +252,81 @@ def test_tag_train_eval_predict_export(cli, tmp_path):
     assert onnx.out == out.out
 
 
+def test_ensembles_and_the_lstm_character_encoding_through_the_cli(cli, tmp_path):
+    """--members and --char-encoder: trained, saved, restored, exported with parity and resumed."""
+    root = write_classify_layout(tmp_path / "cls")
+    result = cli("train", "--task", "classify", root, *FAST, "--epochs", "6", "--lr", "0.01", "--members", "3", "--out", "ens")
+    assert result.code == 0, result.err
+    report = json.loads((tmp_path / "ens" / "report.json").read_text())
+    assert report["best"]["val_accuracy"] > 0.95
+    state = torch.load(tmp_path / "ens" / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert {key.split(".")[1] for key in state} == {"0", "1", "2"}  # three members' weights in one checkpoint
+    lines = "what a great film\nthe plot was dull and bad\n"
+    predicted = cli("predict", "-c", "ens", "--json", stdin=lines.encode())
+    assert [json.loads(line)["label"] for line in predicted.out.splitlines()] == ["pos", "neg"]
+    assert cli("export", "ens").code == 0
+    assert cli("predict", "-c", "ens", "--json", "--engine", "onnxruntime", stdin=lines.encode()).out == predicted.out
+    resumed = cli("train", "--resume", "ens", "--epochs", "7", "--quiet")
+    assert resumed.code == 0, resumed.err
+    assert json.loads((tmp_path / "ens" / "report.json").read_text())["epochs"] == 7
+    tags = write_tag_layout(tmp_path / "tags")
+    result = cli("train", tags, *FAST, "--epochs", "10", "--lr", "0.01", "--char-embed", "8", "--char-encoder", "lstm", "--members", "2",
+                 "--out", "tagger")
+    assert result.code == 0, result.err
+    out = cli("predict", "-c", "tagger", "anna smith likes tea")
+    assert out.out == "anna/B-PER smith/I-PER likes/O tea/O\n"
+    assert cli("export", "tagger").code == 0
+    assert cli("predict", "-c", "tagger", "--engine", "onnxruntime", "anna smith likes tea").out == out.out
+    refused = one_error_line(cli("train", "timemachine", "--members", "2", *FAST, "--out", "lm"), 2)
+    assert "--members" in refused
+
+
+def test_a_tagger_saved_before_the_lstm_character_encoding_still_loads(cli, tmp_path):
+    """Runs saved before --char-encoder existed used the convolution; today's tagging default is the LSTM."""
+    from seqtool.core.run import load_checkpoint, save_checkpoint
+
+    root = write_tag_layout(tmp_path / "tags")
+    assert cli("train", root, *FAST, "--epochs", "6", "--lr", "0.01", "--char-embed", "8", "--char-encoder", "conv", "--out", "old").code == 0
+    before = cli("predict", "-c", "old", "anna smith likes tea").out
+    for which in ("best", "last"):
+        path = tmp_path / "old" / "checkpoints" / f"{which}.pt"
+        payload = load_checkpoint(path)
+        del payload["task_state"]["char_encoder"], payload["spec"]["label"]["char_encoder"]  # as the older format saved it
+        save_checkpoint(path, payload)
+    after = cli("predict", "-c", "old", "anna smith likes tea")
+    assert after.code == 0, after.err
+    assert after.out == before
+
+
+def test_a_classifier_on_subword_pieces_learns_restores_and_exports(cli, tmp_path):
+    """--level unigram: pieces learnt on the training part only, kept inside the checkpoint, used by predict and the export."""
+    root = write_classify_layout(tmp_path / "cls")
+    (root / "valid.tsv").write_text("\n".join(sentiment_lines(80, 1) + ["zebra quagga xylophone\tpos"]) + "\n", encoding="utf-8")
+    result = cli("train", "--task", "classify", root, *FAST, "--epochs", "8", "--lr", "0.01", "--level", "unigram", "--vocab-size", "40",
+                 "--out", "pieces")
+    assert result.code == 0, result.err
+    report = json.loads((tmp_path / "pieces" / "report.json").read_text())
+    assert report["best"]["val_accuracy"] > 0.9
+    payload = torch.load(tmp_path / "pieces" / "checkpoints" / "best.pt", weights_only=True)
+    from seqtool.data.subword import Subwords
+
+    subwords = Subwords.from_state(payload["task_state"]["subwords"])
+    assert "z" not in "".join(subwords.vocabulary())  # learnt on train alone: the valid-only letters are not pieces
+    words = payload["task_state"]["words"]
+    assert any(w.startswith("▁") for w in words) and len(words) <= 40 + 2
+    lines = "what a great film\nthe plot was dull and bad\n"
+    predicted = cli("predict", "-c", "pieces", "--json", stdin=lines.encode())
+    assert [json.loads(line)["label"] for line in predicted.out.splitlines()] == ["pos", "neg"]
+    assert cli("export", "pieces").code == 0
+    assert cli("predict", "-c", "pieces", "--json", "--engine", "onnxruntime", stdin=lines.encode()).out == predicted.out
+    refused = cli("train", "--resume", "pieces", "--level", "word", "--epochs", "9")
+    assert refused.code != 0 and "level" in refused.err
+    too_big = one_error_line(cli("train", "--task", "classify", root, *FAST, "--level", "bpe", "--vocab-size", "5000", "--out", "big"))
+    assert "--vocab-size 5000 does not fit the training part" in too_big and not (tmp_path / "big").exists()
+    assert "classification reads word or subword" in one_error_line(
+        cli("train", "--task", "classify", root, *FAST, "--level", "char", "--out", "chars"), 2)
+
+
 def test_classify_and_tag_learn_the_shared_corpora(cli, tmp_path):
     """SST-2 and UD English through the catalog: a short run beats always answering the most frequent label."""
     from collections import Counter
@@ -265,7 +374,7 @@ def test_bad_labelled_input_is_one_line_and_nothing_is_written(cli, tmp_path):
     assert "no tagged sentences found" in one_error_line(cli("train", "empty.conllu", *FAST, "--out", "r4"))
     assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3", "r4"))
     assert "--pool does not apply to task lm" in one_error_line(cli("train", "--task", "lm", "one.tsv", "--pool", "mean", "--dry-run"), 2)
-    assert "--level does not apply to task classify" in one_error_line(cli("train", "--task", "classify", "one.tsv", "--level", "word"), 2)
+    assert "--level does not apply to task tag" in one_error_line(cli("train", "--task", "tag", "one.tsv", "--level", "word"), 2)
 
 
 def test_predict_is_for_labelling_runs(cli, tmp_path, tiny_text):

@@ -111,10 +111,10 @@ FP, LB = FC + PN, CL + TG
 class DataSpec:
     corpus: str | None = opt(None, "Text file, prepared dataset, CSV, '-' for stdin, or a catalog name.", argument=True)
     level: str = opt("char", "Tokens: characters, words, or subwords learnt on the training text (bpe | unigram, "
-                     "sentencepiece); translation: words or subwords.", tasks=LM + TR, choices=("char", "word", "bpe", "unigram"),
-                     by_task={"translate": "word"})
+                     "sentencepiece); translation and classify: words or subwords.", tasks=LM + TR + CL,
+                     choices=("char", "word", "bpe", "unigram"), by_task={"translate": "word", "classify": "word"})
     vocab_size: int = opt(4000, "Subword pieces per vocabulary (specials included) for --level bpe | unigram: one per side in "
-                          "translation, one for both with --joint-vocab.", tasks=LM + TR, low=0, low_open=True, high=MAX_SIZE,
+                          "translation, one for both with --joint-vocab.", tasks=LM + TR + CL, low=0, low_open=True, high=MAX_SIZE,
                           by_task={"translate": 1000})
     clean: str = opt("letters", "letters (lowercase letters, other runs -> one space), lower, or none.", tasks=LM,
                      choices=("letters", "lower", "none"))
@@ -175,11 +175,11 @@ class TrainSpec:
     epochs: int = opt(1000, "Epoch budget.", low=0, low_open=True, resumable=True,
                       by_task={"forecast": 5, "forecast:recurrent": 30, "translate": 15, "panel": 20, "classify": 30, "tag": 100})
     max_seconds: float | None = opt(120.0, "Time budget in seconds (0 = none).", low=0, low_open=True, zero_means_none=True,
-                                    resumable=True, by_task={"forecast": None, "panel": None})
+                                    resumable=True, by_task={"forecast": None, "panel": None, "tag": 240.0})
     max_tokens: int | None = opt(None, "Token budget (0 = none).", low=0, low_open=True, zero_means_none=True, resumable=True)
     optimizer: str = opt("adam", "sgd | adam | adamw", choices=("sgd", "adam", "adamw"))
     lr: float = opt(4e-3, "Learning rate.", low=0, low_open=True,
-                    by_task={"forecast": 0.01, "forecast:recurrent": 0.005, "translate": 0.003, "panel": 0.001, "classify": 0.002, "tag": 0.002})
+                    by_task={"forecast": 0.01, "forecast:recurrent": 0.005, "translate": 0.003, "panel": 0.001, "classify": 0.002, "tag": 0.006})
     weight_decay: float = opt(0.0, "Weight decay.", low=0)
     schedule: str = opt("cosine", "none | cosine (over the budget) | step (x0.1 at 50% and 75%) | plateau (halve when held-out stalls).",
                         choices=("none", "cosine", "step", "plateau"), by_task={"forecast": "none", "forecast:recurrent": "cosine", "panel": "cosine"})
@@ -294,9 +294,14 @@ class LabelSpec:
                     "maximum, or attention.", tasks=CL, choices=("last", "mean", "max", "attention"))
     class_weights: str = opt("none", "classify: none, or balanced (each class's loss weighted by n / (classes x its count)).",
                              tasks=CL, choices=("none", "balanced"))
-    char_embed: int = opt(0, "A character-level encoding of each word (a convolution over its characters) this wide, beside "
-                          "the word's embedding, so unseen words still get one (0 = none).", tasks=LB, low=0, high=MAX_SIZE,
-                          by_task={"tag": 50})
+    char_embed: int = opt(0, "A character-level encoding of each word (see --char-encoder) this wide, beside the word's "
+                          "embedding, so unseen words still get one (0 = none).", tasks=LB, low=0, high=MAX_SIZE,
+                          by_task={"tag": 100})
+    char_encoder: str = opt("conv", "The character encoding: conv (a width-3 convolution, maximum over the word) or lstm (a "
+                            "bidirectional LSTM over the word's characters).", tasks=LB, choices=("conv", "lstm"), by_task={"tag": "lstm"})
+    members: int = opt(1, "Networks trained side by side from different initialisations, answering with the mean of their "
+                       "probabilities (an ensemble in one run and one checkpoint; training and prediction take members x as long).",
+                       tasks=LB, low=0, low_open=True, high=16)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.core.epoch import EpochSums
 from seqtool.core.logs import MetricSinks
 from seqtool.core.faults import MAX_ROLLBACKS, NanPolicy, all_finite, nonfinite_error, resource_error, rollback_limit_error
-from seqtool.nn.stack import detach_state
+from seqtool.nn.stack import compact_recurrent_weights, detach_state
 from seqtool.core.progress import Reporter, Throttle
 from seqtool.core.run import RunDir, load_checkpoint, save_checkpoint
 from seqtool.core.spec import RunSpec
@@ -467,7 +467,7 @@ class Trainer:
         best = self.run.checkpoint("best")
         if not best.is_file():
             return self.model
-        chosen = copy.deepcopy(self.model)
+        chosen = compact_recurrent_weights(copy.deepcopy(self.model))
         chosen.load_state_dict(load_checkpoint(best)["model"])
         return chosen.eval()
 

@@ -13,9 +13,10 @@ from torch import nn
 
 from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.core.task import Task
+from seqtool.data.subword import KINDS, Subwords
 from seqtool.label import data as D
 from seqtool.label.metrics import classification_scores, tagging_scores
-from seqtool.label.model import SequenceClassifier, SequenceTagger
+from seqtool.label.model import Ensemble, SequenceClassifier, SequenceTagger
 
 PAD, UNK = "<pad>", "<unk>"
 MAX_LETTERS = 20  # characters of a word the character encoding reads
@@ -57,17 +58,18 @@ class LabelTask(Task):
     suffixes: tuple[str, ...] = ()
     cuts_scored = True  # sequences past --max-len are cut for scoring too (tagging scores every token)
 
-    def __init__(self, spec, parts: dict[str, list[D.Sequence]] | None, words: Index, chars: Index, labels: list[str]):
+    def __init__(self, spec, parts: dict[str, list[D.Sequence]] | None, words: Index, chars: Index, labels: list[str],
+                 subwords: Subwords | None = None):
         super().__init__(spec)
-        self.words, self.chars, self.labels = words, chars, labels
+        self.words, self.chars, self.labels, self.subwords = words, chars, labels, subwords
         self.label_id = {label: i for i, label in enumerate(labels)}
         self.parts = parts or {}
         self.truncated: dict[str, int] = {}
         if parts:
             cut = parts if self.cuts_scored else {"train": parts["train"]}  # the parts whose sequences are cut
-            self.truncated = {name: sum(len(s.tokens) > spec.data.max_len for s in part) for name, part in cut.items()} \
+            self.truncated = {name: sum(len(self.units(s.tokens)) > spec.data.max_len for s in part) for name, part in cut.items()} \
                 if spec.data.max_len else {}
-            counts = Counter(word_key(w) for s in parts["train"] for w in s.tokens)
+            counts = Counter(word_key(w) for s in parts["train"] for w in self.units(s.tokens))
             self.once = torch.tensor([counts.get(w, 0) == 1 for w in words.itos])  # words --unk-rate may hide
 
     # ---- building ----------------------------------------------------------------------------------
@@ -87,15 +89,26 @@ class LabelTask(Task):
         else:
             parts = split_examples(cls.read(spec, d.corpus), d.val_fraction, spec.train.seed)
         train = parts["train"]
-        words = Index.build(Counter(word_key(w) for s in train for w in s.tokens), d.min_freq)
-        chars = Index.build(Counter(c for s in train for w in s.tokens for c in w))
+        subwords = cls.learn_subwords(spec, train)
+        units = [subwords.pieces(" ".join(s.tokens)) if subwords else s.tokens for s in train]
+        words = Index.build(Counter(word_key(w) for tokens in units for w in tokens), d.min_freq)
+        chars = Index.build(Counter(c for tokens in units for w in tokens for c in w))
         counts = Counter(label for s in train for label in s.labels)
         labels = [label for label, _ in counts.most_common()]
         cls.check_labels(labels, d.corpus)
-        task = cls(spec, parts, words, chars, labels)
+        task = cls(spec, parts, words, chars, labels, subwords)
         task.label_counts = [counts[label] for label in labels]
-        task.longest = min(max(len(s.tokens) for s in train), d.max_len or 1 << 30)
+        task.longest = min(max(len(tokens) for tokens in units), d.max_len or 1 << 30)
         return task
+
+    @classmethod
+    def learn_subwords(cls, spec, train: list[D.Sequence]) -> Subwords | None:
+        """--level bpe | unigram: pieces learnt on the training part's sentences (never valid or test)."""
+        return None
+
+    def units(self, tokens: list[str]) -> list[str]:
+        """What the network reads for a sequence of words: the words, or their subword pieces."""
+        return self.subwords.pieces(" ".join(tokens)) if self.subwords and tokens else tokens
 
     @classmethod
     def check_labels(cls, labels: list[str], where: str) -> None:
@@ -103,19 +116,23 @@ class LabelTask(Task):
 
     @classmethod
     def from_checkpoint(cls, spec, task_state: dict) -> "LabelTask":
-        task = cls(spec, None, Index(list(task_state["words"])), Index(list(task_state["chars"])), list(task_state["labels"]))
+        # runs saved before --char-encoder existed used the convolution, whatever today's default is
+        spec.label.char_encoder = str(task_state.get("char_encoder", "conv"))
+        subwords = Subwords.from_state(task_state["subwords"]) if task_state.get("subwords") else None
+        task = cls(spec, None, Index(list(task_state["words"])), Index(list(task_state["chars"])), list(task_state["labels"]), subwords)
         task.label_counts, task.longest = list(task_state["label_counts"]), int(task_state["longest"])
         return task
 
     def task_state(self) -> dict:
         return {"words": self.words.itos, "chars": self.chars.itos, "labels": self.labels, "label_counts": self.label_counts,
-                "longest": self.longest}
+                "longest": self.longest, "char_encoder": self.spec.label.char_encoder,
+                **({"subwords": self.subwords.state()} if self.subwords else {})}
 
     # ---- batches -----------------------------------------------------------------------------------
     def encode(self, sequences: list[list[str]], limit: int | None = None) -> dict[str, torch.Tensor]:
         """Token lists -> padded ids (n, steps), lengths (n,) and, with a character encoding, chars (n, steps, letters);
         each sequence cut to `limit` tokens."""
-        cut = [tokens[:limit] if limit else tokens for tokens in sequences]
+        cut = [self.units(tokens)[:limit] if limit else self.units(tokens) for tokens in sequences]
         lengths = torch.tensor([max(len(t), 1) for t in cut])
         steps = int(lengths.max()) if cut else 1
         ids = torch.zeros(len(cut), steps, dtype=torch.long)
@@ -161,6 +178,14 @@ class LabelTask(Task):
         chars = batch.get("chars")
         return model(batch["ids"].to(device, non_blocking=True), batch["lengths"], None if chars is None else chars.to(device, non_blocking=True))
 
+    def member_logits(self, model, batch: dict, device) -> torch.Tensor:
+        """Each member's logits, stacked (members, n, ...): what training fits, every member on its own loss."""
+        if self.spec.label.members == 1:
+            return self.forward(model, batch, device).unsqueeze(0)
+        chars = batch.get("chars")
+        return model(batch["ids"].to(device, non_blocking=True), batch["lengths"],
+                     None if chars is None else chars.to(device, non_blocking=True), per_member=True)
+
     @torch.no_grad()
     def predict(self, model, sequences: list[list[str]], device, limit: int | None = None, size: int = 256) -> list[torch.Tensor]:
         """Class (or tag) probabilities of each sequence, in input order; read in batches of similar lengths."""
@@ -180,12 +205,21 @@ class LabelTask(Task):
     def build_kwargs(self) -> dict:
         m = self.spec.model
         return dict(embed=m.embed, hidden=m.hidden, layers=m.layers, cell=m.cell, dropout=m.dropout, bidirectional=m.bidirectional,
-                    impl=m.impl, chars=len(self.chars), char_embed=self.spec.label.char_embed)
+                    impl=m.impl, chars=len(self.chars), char_embed=self.spec.label.char_embed,
+                    char_encoder=self.spec.label.char_encoder)
 
-    def init_weights(self, model: nn.Module) -> nn.Module:
+    def network(self) -> nn.Module:
+        raise NotImplementedError
+
+    def build_model(self) -> nn.Module:
+        """One network, or --members of them initialised one after another (so differently) as an Ensemble."""
         m = self.spec.model
-        model.rnn.reset_parameters(orthogonal=m.init == "orthogonal", forget_bias=m.forget_bias if m.cell == "lstm" else None)
-        return model
+        members = []
+        for _ in range(self.spec.label.members):
+            member = self.network()
+            member.rnn.reset_parameters(orthogonal=m.init == "orthogonal", forget_bias=m.forget_bias if m.cell == "lstm" else None)
+            members.append(member)
+        return members[0] if len(members) == 1 else Ensemble(members)
 
     def report(self, model, device, run_dir):
         entries = {"truncated": self.truncated, "max_len": self.spec.data.max_len} if self.truncated else {}
@@ -217,12 +251,23 @@ class ClassifyTask(LabelTask):
         return D.read_labelled(arg, spec.label.text_column, spec.label.label_column, spec.data.encoding, spec.data.encoding_errors)
 
     @classmethod
+    def learn_subwords(cls, spec, train: list[D.Sequence]) -> Subwords | None:
+        d = spec.data
+        if d.level not in ("word", *KINDS):
+            raise UsageError(f"--level {d.level}: classification reads word or subword ({' or '.join(KINDS)}) tokens")
+        if d.level == "word":
+            return None
+        if d.min_freq > 1:
+            raise UsageError(f"--level {d.level}: every piece of the subword vocabulary is kept; --min-freq does not apply")
+        return Subwords.learn((" ".join(s.tokens) for s in train), d.level, d.vocab_size)
+
+    @classmethod
     def check_labels(cls, labels: list[str], where: str) -> None:
         if len(labels) < 2:
             raise SeqtoolError(f"{where}: every training example has the label {labels[0]!r}; a classifier needs at least two classes")
 
-    def build_model(self) -> nn.Module:
-        return self.init_weights(SequenceClassifier(len(self.words), len(self.labels), pool=self.spec.label.pool, **self.build_kwargs()))
+    def network(self) -> nn.Module:
+        return SequenceClassifier(len(self.words), len(self.labels), pool=self.spec.label.pool, **self.build_kwargs())
 
     def targets(self, sequences, steps=None) -> torch.Tensor:
         return torch.tensor([self.label_id.get(s.labels[0], -100) for s in sequences])
@@ -235,7 +280,10 @@ class ClassifyTask(LabelTask):
 
     def train_loss(self, model, batch, state, device):
         y = batch["y"].to(device)
-        return nn.functional.cross_entropy(self.forward(model, batch, device), y, weight=self.class_weights(device)), y.numel(), None
+        logits = self.member_logits(model, batch, device)  # (members, n, classes)
+        members = logits.shape[0]
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(members), weight=self.class_weights(device))
+        return loss, y.numel(), None  # the members' mean loss: with Adam each member steps as it would alone
 
     def scores(self, model, part: list[D.Sequence], device) -> dict:
         probs = self.predict(model, [s.tokens for s in part], device, self.spec.data.max_len)
@@ -261,8 +309,8 @@ class TagTask(LabelTask):
     def read(cls, spec, arg: str) -> list[D.Sequence]:
         return D.read_tagged(arg, spec.label.tag_column, spec.data.encoding, spec.data.encoding_errors)
 
-    def build_model(self) -> nn.Module:
-        return self.init_weights(SequenceTagger(len(self.words), len(self.labels), **self.build_kwargs()))
+    def network(self) -> nn.Module:
+        return SequenceTagger(len(self.words), len(self.labels), **self.build_kwargs())
 
     def targets(self, sequences, steps=None) -> torch.Tensor:
         y = torch.full((len(sequences), steps), -100, dtype=torch.long)
@@ -273,8 +321,10 @@ class TagTask(LabelTask):
 
     def train_loss(self, model, batch, state, device):
         y = batch["y"].to(device)
-        logits = self.forward(model, batch, device)
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100), (y >= 0).sum(), None
+        logits = self.member_logits(model, batch, device)  # (members, n, steps, tags)
+        members = logits.shape[0]
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).repeat(members), ignore_index=-100)
+        return loss, (y >= 0).sum(), None  # the members' mean loss
 
     def scores(self, model, part: list[D.Sequence], device) -> dict:
         probs = self.predict(model, [s.tokens for s in part], device)

@@ -266,6 +266,12 @@ class RecurrentStack(nn.Module):
             raise ValueError("per-step states need impl='scratch'; the fused kernels do not expose them")
         return self.rnn.forward_steps(x, state)
 
-    def flatten_parameters(self) -> None:
-        if hasattr(self.rnn, "flatten_parameters"):
-            self.rnn.flatten_parameters()
+
+def compact_recurrent_weights(model: nn.Module) -> nn.Module:
+    """Lay every fused recurrent layer's weights out in cuDNN's one contiguous block again. A copy
+    of a model on the GPU (copy.deepcopy) gives each weight its own memory, and cuDNN then
+    re-packs them at every call, with a warning; a no-op on the CPU."""
+    for module in model.modules():
+        if isinstance(module, nn.RNNBase):
+            module.flatten_parameters()
+    return model
