@@ -15,7 +15,7 @@ from seqtool.cli.app import app
 from seqtool.core import spec as S
 from seqtool.core.session import start_run
 from seqtool.core.family import family_names
-from seqtool.core.spec import OPTIONS, from_dict, options_markdown
+from seqtool.core.spec import OPTIONS, and_list, from_dict, options_markdown
 
 TASKS = family_names()
 
@@ -80,7 +80,7 @@ def test_an_option_the_task_does_not_read_is_refused_as_a_flag_and_in_yaml(cli, 
     text, value = other_value(option, option.users[0])
     result = cli("train", CORPUS_FOR[task], "--task", task, "--dry-run", *flag_args(option, text, value))
     assert result.code == 2
-    assert result.err == f"seqtool: error: {option.flag} does not apply to task {task} (it is used by {' and '.join(option.users)})\n"
+    assert result.err == f"seqtool: error: {option.flag} does not apply to task {task} (it is used by {and_list(option.users)})\n"
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({"task": task, option.section: {option.name: value}}))
     result = cli("train", CORPUS_FOR[task], "--spec", spec, "--dry-run")
@@ -188,7 +188,9 @@ def tiny_run_specs(task: str, tmp_path: Path) -> list[dict]:
             (layout / f"{part}.tsv").write_text("a fine film\tpos\na dull film\tneg\n" * 4)
         runs = [{"data": {"corpus": str(tmp_path / "r.csv"), "val_fraction": 0.2, "max_len": 3}, "model": model,
                  "label": {"text_column": "review", "label_column": "stars", "class_weights": "balanced", "char_embed": 4}},
-                {"data": {"corpus": str(layout)}, "model": model, "label": {"pool": "attention"}}]
+                {"data": {"corpus": str(layout)}, "model": model, "label": {"pool": "attention"}},
+                {"data": {"corpus": str(tmp_path / "r.csv"), "val_fraction": 0.2, "level": "unigram", "vocab_size": 23}, "model": model,
+                 "label": {"text_column": "review", "label_column": "stars", "members": 2, "char_encoder": "lstm", "char_embed": 4}}]
     elif task == "tag":
         (tmp_path / "t.conllu").write_text("".join(f"1\tDogs\tdog\tNOUN\tNNS\t_\t2\tnsubj\t_\t_\n2\tbark{i}\tbark\tVERB\tVBP\t_\t0\troot\t_\t_\n\n"
                                                    for i in range(20)))

@@ -626,8 +626,13 @@ def refuse_unused(task: str, given: set[str], where: Callable[[str], str]) -> No
     """An option the task does not read is an error, not a silent no-op."""
     for option in OPTIONS.values():
         if option.dotted in given and not option.reads(task):
-            users = " and ".join(option.users)
-            raise UsageError(f"{where(option.dotted)} does not apply to task {task} (it is used by {users})")
+            raise UsageError(f"{where(option.dotted)} does not apply to task {task} (it is used by {and_list(option.users)})")
+
+
+def and_list(items) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
 
 
 def infer_task(corpus: str | None, target: str | None) -> str:
