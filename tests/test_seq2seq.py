@@ -40,6 +40,27 @@ def test_teacher_forcing_equals_step_by_step_decoding(config):
     assert (weights is None) == (config["attention"] == "none")
 
 
+@pytest.mark.parametrize("attention", ["none", "additive"])
+def test_tied_weights_score_the_decoder_output_against_the_target_embedding(attention):
+    """--tie-weights: logits = project(output) . E_tgt^T + b with E_tgt the decoder's input embedding
+    (one tensor, learning from both uses); shared embeddings make the source read that tensor too."""
+    torch.manual_seed(0)
+    model = Seq2Seq(13, 13, embed=8, hidden=16, layers=1, attention=attention, tie_weights=True, share_embeddings=True)
+    untied = Seq2Seq(13, 13, embed=8, hidden=16, layers=1, attention=attention)
+    assert model.out.embedding.weight is model.tgt_embed.weight is model.src_embed.weight
+    assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in model.parameters()) == \
+        13 * 8 + untied.out.weight.numel() - model.out.project.weight.numel() - model.out.project.bias.numel()
+    x = torch.randn(3, model.out.project.in_features)
+    torch.testing.assert_close(model.out(x), model.out.project(x) @ model.tgt_embed.weight.T + model.out.bias)
+    assert model.out.out_features == 13
+    src, lengths, tgt = _batch(vocab=13)
+    model(src, lengths, tgt).logsumexp(-1).sum().backward()
+    grad = model.tgt_embed.weight.grad
+    assert grad is not None and grad[[0, 2, 3]].abs().min() > 0  # rows no input reads (ids 0, 2, 3) learn through the output layer
+    with pytest.raises(ValueError, match="one vocabulary"):
+        Seq2Seq(12, 13, embed=8, hidden=16, tie_weights=True, share_embeddings=True)
+
+
 @pytest.mark.parametrize("config", CONFIGS[1:3], ids=["gru", "bilstm"])
 def test_source_padding_changes_nothing(config):
     """Packed encoding and masked attention: what lies past a source's valid length is ignored."""

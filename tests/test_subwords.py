@@ -241,11 +241,18 @@ def test_a_joint_vocabulary_translator_through_the_cli(cli, tmp_path):
     with open(locate("fra-eng"), encoding="utf-8") as fh:
         corpus.write_text("".join(next(fh) for _ in range(400)), encoding="utf-8")
     result = cli("train", str(corpus), *SMALL, "--epochs", "2", "--level", "unigram", "--vocab-size", "250", "--joint-vocab",
-                 "--out", "joint")
+                 "--tie-weights", "--out", "joint")
     assert result.code == 0, result.err
-    state = torch.load(Path("joint/checkpoints/best.pt"), weights_only=True)["task_state"]
+    saved = torch.load(Path("joint/checkpoints/best.pt"), weights_only=True)
+    state = saved["task_state"]
     assert state["src_subwords"] == state["tgt_subwords"] and state["src_vocab"] == state["tgt_vocab"]
+    weights = saved["model"]  # one matrix: source embedding, target embedding and output layer
+    assert torch.equal(weights["src_embed.weight"], weights["tgt_embed.weight"]) and torch.equal(weights["out.embedding.weight"], weights["src_embed.weight"])
     out = cli("translate", "--checkpoint", "joint", "Go.", "I'm home.")
     assert out.code == 0 and len(out.out.splitlines()) == 2 and "\u2581" not in out.out and "<unk>" not in out.out
     scored = json.loads(cli("eval", "joint", "--json").out)
     assert scored["sources"] >= 1 and 0 <= scored["bleu"] <= 100
+    assert cli("export", "joint").code == 0
+    assert cli("translate", "--checkpoint", "joint", "--engine", "onnxruntime", "Go.", "I'm home.").out == out.out
+    resumed = cli("train", "--resume", "joint", "--epochs", "3", "--quiet")
+    assert resumed.code == 0, resumed.err  # the tied model is rebuilt from the saved spec and loads

@@ -155,8 +155,9 @@ class ModelSpec:
                          high_open=True, by_task={"forecast": 0.0, "translate": 0.3, "panel": 0.0, "classify": 0.5, "tag": 0.3})
     embed: int = opt(32, "Embedding size; 0 = one-hot inputs.", tasks=LM + TR + LB, low=0, high=MAX_SIZE,
                      by_task={"translate": 256, "classify": 128, "tag": 100})
-    tie_weights: bool = opt(False, "Share embedding and output weights (needs --embed = --hidden; adaptive: the head's words).",
-                            tasks=LM)
+    tie_weights: bool = opt(False, "Share embedding and output weights. Language model: needs --embed = --hidden (adaptive: the "
+                            "head's words). Translation: the output layer scores a projection of the decoder's output against "
+                            "the target embedding; with --joint-vocab the source reads that same embedding.", tasks=LM + TR)
     softmax: str = opt("full", "Language model output: full, or adaptive (torch's adaptive log-softmax; clusters by frequency: "
                        "the words of 80% of the text, then of 95%, then the rest) for large vocabularies.", tasks=LM,
                        choices=("full", "adaptive"))

@@ -65,6 +65,26 @@ class AdditiveAttention(nn.Module):
         return torch.bmm(weights.unsqueeze(1), values).squeeze(1), weights
 
 
+class TiedReadout(nn.Module):
+    """The output layer made of the target embedding (Press & Wolf 2017): the decoder's output is
+    projected to the embedding width and scored against every target token's embedding, so a
+    token's input and output vectors are one matrix (fewer weights; a rare token learns from both
+    uses)."""
+
+    def __init__(self, width: int, embedding: nn.Embedding):
+        super().__init__()
+        self.project = nn.Linear(width, embedding.embedding_dim)
+        self.embedding = embedding  # the decoder's own input embedding, shared
+        self.bias = nn.Parameter(torch.zeros(embedding.num_embeddings))
+
+    @property
+    def out_features(self) -> int:
+        return self.embedding.num_embeddings
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.project(x), self.embedding.weight, self.bias)
+
+
 class Seq2Seq(nn.Module):
     def __init__(
         self,
@@ -79,13 +99,19 @@ class Seq2Seq(nn.Module):
         attention: str = "none",
         pad_id: int = 1,
         impl: str = "fused",
+        tie_weights: bool = False,
+        share_embeddings: bool = False,
     ):
+        """tie_weights: the output layer reads the target embedding (TiedReadout); share_embeddings:
+        source and target are one vocabulary (a joint subword model) with one embedding."""
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTIONS)}")
         self.cell, self.attention_kind, self.bidirectional = cell, attention, bidirectional
         self.src_embed = nn.Embedding(src_vocab, embed, padding_idx=pad_id)
-        self.tgt_embed = nn.Embedding(tgt_vocab, embed, padding_idx=pad_id)
+        if share_embeddings and src_vocab != tgt_vocab:
+            raise ValueError(f"shared embeddings need one vocabulary (got {src_vocab} and {tgt_vocab} tokens)")
+        self.tgt_embed = self.src_embed if share_embeddings else nn.Embedding(tgt_vocab, embed, padding_idx=pad_id)
         self.encoder = RecurrentStack(embed, hidden, cell, layers, dropout, bidirectional, batch_first=True, impl=impl)
         enc_dim = self.encoder.output_size
         # bridge: forward and backward final states of each layer -> one decoder state
@@ -95,7 +121,8 @@ class Seq2Seq(nn.Module):
         self.attention = AdditiveAttention(hidden, enc_dim, hidden) if attention == "additive" else None
         self.decoder = RecurrentStack(embed + context_dim, hidden, cell, layers, dropout, batch_first=True, impl=impl)
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden + (context_dim if attention == "additive" else 0), tgt_vocab)
+        width = hidden + (context_dim if attention == "additive" else 0)
+        self.out = TiedReadout(width, self.tgt_embed) if tie_weights else nn.Linear(width, tgt_vocab)
 
     # ------------------------------------------------------------------ encoder
 

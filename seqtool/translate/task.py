@@ -79,8 +79,6 @@ class TranslationTask(Task):
             raise UsageError("translation needs word embeddings: --embed must be > 0")
         if spec.data.val_fraction <= 0:
             raise UsageError("translation is validated by BLEU on held-out sources: --val-fraction must be > 0")
-        if spec.model.tie_weights:
-            raise UsageError("--tie-weights is for language models; source and target vocabularies differ")
         if spec.data.level not in LEVELS:
             raise UsageError(f"--level {spec.data.level}: translation reads {', '.join(LEVELS[:-1])} or {LEVELS[-1]} tokens")
         if spec.data.level != "word" and spec.data.min_freq > 1:
@@ -146,7 +144,8 @@ class TranslationTask(Task):
     def build_model(self) -> nn.Module:
         m, tr = self.spec.model, self.spec.translate
         model = Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), m.embed, m.hidden, m.layers, m.cell, m.dropout,
-                        m.bidirectional, tr.attention, pad_id=P.PAD_ID, impl=m.impl)
+                        m.bidirectional, tr.attention, pad_id=P.PAD_ID, impl=m.impl, tie_weights=m.tie_weights,
+                        share_embeddings=m.tie_weights and tr.joint_vocab)
         for stack in (model.encoder, model.decoder):
             stack.reset_parameters(orthogonal=m.init == "orthogonal", forget_bias=m.forget_bias if m.cell == "lstm" else None)
         return model
