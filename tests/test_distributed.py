@@ -276,12 +276,13 @@ def test_a_killed_worker_ends_the_job_with_one_clear_line(corpus, tmp_path):
 
 
 def test_an_ensemble_classifier_trains_under_ddp_as_on_one_process(cli, tmp_path):
-    """--nproc 2 on a classification run with --members 2: the members' own losses go through DDP
-    (the forward's per_member flag) and two processes of 4 rows step as one process of 8."""
+    """--nproc 2 on a classification run with --members 2 and --adversarial: the members' own losses
+    go through DDP (the forward's per_member flag), each process perturbs its own rows (two forward
+    passes before one backward), and two processes of 4 rows step as one process of 8."""
     from tests.test_label import write_classify_layout
 
     root = write_classify_layout(tmp_path / "cls")
-    args = ["--task", "classify", str(root), "--members", "2", "--embed", "8", "--hidden", "12", "--dropout", "0", "--unk-rate", "0",
+    args = ["--task", "classify", str(root), "--members", "2", "--adversarial", "1", "--embed", "8", "--hidden", "12", "--dropout", "0", "--unk-rate", "0",
             "--batch", "8", "--epochs", "1", "--threads", "1", "--max-seconds", "0", "--quiet", "--lr", "0.01", "--seed", "3"]
     ddp = subprocess.run([sys.executable, "-m", "seqtool", "train", *args, "--nproc", "2", "--out", "ddp"],
                          capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=240)

@@ -198,6 +198,45 @@ def test_an_ensemble_answers_with_its_members_mean_probability():
     assert torch.allclose(ensemble(ids, lengths).softmax(-1), mean, atol=1e-5)
 
 
+def test_adversarial_training_fits_the_loss_at_the_most_harmful_nearby_encodings(tmp_path):
+    """--adversarial eps: what training fits is the batch's loss plus its loss with every sequence's
+    token encodings moved by exactly eps along the loss's gradient (so the second is the larger);
+    nothing of the perturbation stays in the model afterwards; eps 0 fits the loss alone."""
+    from seqtool.core.spec import resolve_spec
+    from seqtool.label.task import ClassifyTask
+
+    root = write_classify_layout(tmp_path / "data")
+    eps = 0.5
+    spec = resolve_spec(None, str(root), {"task": "classify", "label.adversarial": eps, "model.dropout": 0.0, "train.unk_rate": 0.0,
+                                          "model.embed": 8, "model.hidden": 6, "label.members": 2})
+    task = ClassifyTask.from_spec(spec)
+    torch.manual_seed(0)
+    model = task.build_model()
+    batch = task.batch_of(task.parts["train"][:5])
+    clean, fitted, count = task.losses(model, batch, torch.device("cpu"))
+    assert count == 5
+    assert all(member.inputs.delta is None and member.inputs.kept is None for member in model.members)
+    assert torch.allclose(clean, task.fit_loss(task.member_logits(model, batch, "cpu"), batch["y"], "cpu")[0])
+    # the same perturbation by hand: the gradient of the clean loss at the encodings, scaled to norm eps per sequence
+    encodings = [member.embed(batch["ids"]).detach().requires_grad_() for member in model.members]
+    for member, x in zip(model.members, encodings):
+        member.embed.register_forward_hook(lambda module, inputs, out, x=x: x)
+    grads = torch.autograd.grad(task.fit_loss(task.member_logits(model, batch, "cpu"), batch["y"], "cpu")[0], encodings)
+    moves = [eps * g / g.flatten(1).norm(dim=1).view(-1, 1, 1) for g in grads]
+    assert torch.allclose(moves[0].flatten(1).norm(dim=1), torch.full((5,), eps))
+    for member, x, move in zip(model.members, encodings, moves):
+        member.embed._forward_hooks.clear()
+        member.embed.register_forward_hook(lambda module, inputs, out, moved=(x + move).detach(): moved)
+    adversarial = task.fit_loss(task.member_logits(model, batch, "cpu"), batch["y"], "cpu")[0]
+    assert torch.allclose(fitted, clean + adversarial, atol=1e-6)
+    assert adversarial > clean  # uphill: the first-order step raises the loss
+    spec.label.adversarial = 0.0
+    for member in model.members:
+        member.embed._forward_hooks.clear()
+    clean_again, fitted_again, _ = task.losses(model, batch, torch.device("cpu"))
+    assert torch.allclose(clean_again, clean) and torch.equal(clean_again, fitted_again)
+
+
 def test_a_tagger_gives_a_label_per_token():
     torch.manual_seed(0)
     model = SequenceTagger(20, 4, 8, 6, 1, "gru", 0.0, True).eval()
@@ -279,6 +318,8 @@ def test_ensembles_and_the_lstm_character_encoding_through_the_cli(cli, tmp_path
     assert cli("predict", "-c", "tagger", "--engine", "onnxruntime", "anna smith likes tea").out == out.out
     refused = one_error_line(cli("train", "timemachine", "--members", "2", *FAST, "--out", "lm"), 2)
     assert "--members" in refused
+    refused = one_error_line(cli("train", "timemachine", "--adversarial", "1", *FAST, "--out", "lm"), 2)
+    assert "--adversarial" in refused
 
 
 def test_a_tagger_saved_before_the_lstm_character_encoding_still_loads(cli, tmp_path):
@@ -335,7 +376,10 @@ def test_classify_and_tag_learn_the_shared_corpora(cli, tmp_path):
     sst.mkdir()
     for part, name in (("train", "sst2-train.tsv"), ("valid", "sst2-dev.tsv"), ("test", "sst2-dev.tsv")):
         (sst / f"{part}.tsv").symlink_to(SHARED / name)
-    result = cli("train", "--task", "classify", sst, "--threads", "1", "--max-seconds", "25", "--out", "sst-run", "--quiet")
+    # --adversarial 0: adversarial training takes twice as long per step and starts slower; what this
+    # checks is that the pipeline learns the real corpus in a short budget
+    result = cli("train", "--task", "classify", sst, "--threads", "1", "--max-seconds", "25", "--adversarial", "0", "--out", "sst-run",
+                 "--quiet")
     assert result.code == 0, result.err
     dev = D.read_labelled(str(SHARED / "sst2-dev.tsv"))
     majority = Counter(s.labels[0] for s in dev).most_common(1)[0][1] / len(dev)

@@ -152,7 +152,7 @@ class ModelSpec:
     layers: int = opt(2, "Recurrent layers (panel mlp: hidden layers).", low=0, low_open=True, high=MAX_SIZE,
                       by_task={"forecast": 1, "panel": 3, "panel:recurrent": 1, "classify": 1, "tag": 1})
     dropout: float = opt(0.1, "Dropout on embeddings, between layers and before the output layer.", low=0, high=1,
-                         high_open=True, by_task={"forecast": 0.0, "translate": 0.3, "panel": 0.0, "classify": 0.5, "tag": 0.3})
+                         high_open=True, by_task={"forecast": 0.0, "translate": 0.3, "panel": 0.0, "classify": 0.2, "tag": 0.3})
     embed: int = opt(32, "Embedding size; 0 = one-hot inputs.", tasks=LM + TR + LB, low=0, high=MAX_SIZE,
                      by_task={"translate": 256, "classify": 128, "tag": 100})
     tie_weights: bool = opt(False, "Share embedding and output weights. Language model: needs --embed = --hidden (adaptive: the "
@@ -303,6 +303,10 @@ class LabelSpec:
     members: int = opt(1, "Networks trained side by side from different initialisations, answering with the mean of their "
                        "probabilities (an ensemble in one run and one checkpoint; training and prediction take members x as long).",
                        tasks=LB, low=0, low_open=True, high=16)
+    adversarial: float = opt(0.0, "Adversarial training (Miyato et al. 2017): each batch is also fitted with its token encodings "
+                             "moved this far (L2 norm per sequence) in the direction that raises the loss most; a regulariser "
+                             "against memorising a small training set (0 = off; a step costs about twice as long).",
+                             tasks=LB, low=0, by_task={"classify": 5.0})
 
 
 @dataclass

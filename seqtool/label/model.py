@@ -53,6 +53,21 @@ class CharEncoder(nn.Module):
         return feats.reshape(n, steps, -1)
 
 
+class Perturbable(nn.Module):
+    """The point adversarial training reaches: the token encodings. The identity, unless asked to
+    keep its input (so the loss's gradient with respect to it can be taken) or given a perturbation
+    to add (training only; the export never sets one)."""
+
+    def __init__(self):
+        super().__init__()
+        self.keep, self.kept, self.delta = False, None, None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.keep:
+            self.kept = x
+        return x if self.delta is None else x + self.delta
+
+
 class Labeler(nn.Module):
     """What both networks share: the token encoding and the recurrent stack."""
 
@@ -61,6 +76,7 @@ class Labeler(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, embed, padding_idx=0)
         self.chars = CharEncoder(chars, char_embed, kind=char_encoder, impl=impl) if char_embed else None
+        self.inputs = Perturbable()
         self.dropout = nn.Dropout(dropout)
         self.rnn = RecurrentStack(embed + (self.chars.width if self.chars else 0), hidden, cell, layers, dropout, bidirectional, batch_first=True, impl=impl)
         self.masked = False  # the export's form: masked steps instead of packing
@@ -70,7 +86,7 @@ class Labeler(nn.Module):
         x = self.embed(ids)
         if self.chars is not None:
             x = torch.cat([x, self.chars(chars, self.masked)], dim=2)
-        x = self.dropout(x)
+        x = self.dropout(self.inputs(x))
         out, state = (self.rnn.forward_masked if self.masked else self.rnn.forward_padded)(x, lengths)
         mask = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0) < lengths.to(ids.device).unsqueeze(1)
         return self.dropout(out), state, mask

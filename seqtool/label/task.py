@@ -186,6 +186,49 @@ class LabelTask(Task):
         return model(batch["ids"].to(device, non_blocking=True), batch["lengths"],
                      None if chars is None else chars.to(device, non_blocking=True), per_member=True)
 
+    def fit_loss(self, logits: torch.Tensor, y: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor | int]:
+        """Every member's logits (members, n, ...) and the targets -> (mean loss, items counted)."""
+        raise NotImplementedError
+
+    def losses(self, model, batch, device):
+        """-> (the batch's loss, what training fits, items counted). Training fits the loss, plus with
+        --adversarial the loss of the same batch with its token encodings moved eps (L2 norm per
+        sequence) along the gradient of the first: the direction that hurts most, to first order
+        (Miyato et al. 2017)."""
+        y = batch["y"].to(device)
+        eps = self.spec.label.adversarial
+        inputs = [member.inputs for member in members_of(model)] if eps else []
+        for layer in inputs:
+            layer.keep = True
+        try:
+            clean, count = self.fit_loss(self.member_logits(model, batch, device), y, device)
+        finally:
+            kept = [layer.kept for layer in inputs]
+            for layer in inputs:
+                layer.keep, layer.kept = False, None
+        if not eps:
+            return clean, clean, count
+        grads = torch.autograd.grad(clean, kept, retain_graph=True)
+        for layer, g in zip(inputs, grads):
+            norm = g.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, *[1] * (g.dim() - 1))
+            layer.delta = (eps * g / norm).detach()
+        try:
+            adversarial, _ = self.fit_loss(self.member_logits(model, batch, device), y, device)
+        finally:
+            for layer in inputs:
+                layer.delta = None
+        return clean, clean + adversarial, count
+
+    def train_loss(self, model, batch, state, device):
+        _, fitted, count = self.losses(model, batch, device)
+        return fitted, count, None
+
+    def train_backward(self, model, batch, state, device, backward) -> tuple:
+        """Backpropagates what training fits but reports the batch's own loss, comparable with or without --adversarial."""
+        clean, fitted, count = self.losses(model, batch, device)
+        backward(fitted)
+        return clean.detach(), count, state
+
     @torch.no_grad()
     def predict(self, model, sequences: list[list[str]], device, limit: int | None = None, size: int = 256) -> list[torch.Tensor]:
         """Class (or tag) probabilities of each sequence, in input order; read in batches of similar lengths."""
@@ -226,6 +269,12 @@ class LabelTask(Task):
         lines = [f"- sequences cut to --max-len {self.spec.data.max_len} tokens{'' if self.cuts_scored else ' for training'}: "
                  + ", ".join(f"{name} {count}" for name, count in self.truncated.items())] if any(self.truncated.values()) else []
         return entries, lines
+
+
+def members_of(model: nn.Module) -> list[nn.Module]:
+    """The labelling networks inside a (DDP-wrapped) network or ensemble."""
+    model = getattr(model, "module", model)
+    return list(model.members) if isinstance(model, Ensemble) else [model]
 
 
 def split_examples(examples: list[D.Sequence], fraction: float, seed: int) -> dict[str, list[D.Sequence]]:
@@ -278,12 +327,10 @@ class ClassifyTask(LabelTask):
         counts = torch.tensor(self.label_counts, dtype=torch.float)
         return (counts.sum() / (len(counts) * counts)).to(device)
 
-    def train_loss(self, model, batch, state, device):
-        y = batch["y"].to(device)
-        logits = self.member_logits(model, batch, device)  # (members, n, classes)
-        members = logits.shape[0]
+    def fit_loss(self, logits, y, device):
+        members = logits.shape[0]  # (members, n, classes)
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(members), weight=self.class_weights(device))
-        return loss, y.numel(), None  # the members' mean loss: with Adam each member steps as it would alone
+        return loss, y.numel()  # the members' mean loss: with Adam each member steps as it would alone
 
     def scores(self, model, part: list[D.Sequence], device) -> dict:
         probs = self.predict(model, [s.tokens for s in part], device, self.spec.data.max_len)
@@ -319,12 +366,10 @@ class TagTask(LabelTask):
             y[row, : len(tags)] = torch.tensor(tags, dtype=torch.long)
         return y
 
-    def train_loss(self, model, batch, state, device):
-        y = batch["y"].to(device)
-        logits = self.member_logits(model, batch, device)  # (members, n, steps, tags)
-        members = logits.shape[0]
+    def fit_loss(self, logits, y, device):
+        members = logits.shape[0]  # (members, n, steps, tags)
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).repeat(members), ignore_index=-100)
-        return loss, (y >= 0).sum(), None  # the members' mean loss
+        return loss, (y >= 0).sum()  # the members' mean loss
 
     def scores(self, model, part: list[D.Sequence], device) -> dict:
         probs = self.predict(model, [s.tokens for s in part], device)
