@@ -216,33 +216,6 @@ def test_encoding_lines_in_numpy_equals_looking_up_every_piece(french):
     assert ids.tolist() == expected and ids.dtype == np.uint16
 
 
-@pytest.mark.parametrize("kind", ["bpe", "unigram"])
-def test_the_word_cache_gives_the_ids_of_encoding_every_line_whole(french, kind, monkeypatch):
-    """LineEncoder segments each distinct word once; on text with odd spacing (runs of spaces, tabs,
-    no-break and ideographic spaces, a literal '▁', zero-width and combining characters, characters
-    whose compatibility form holds spaces) its ids equal sentencepiece's on each whole line, chunk
-    after chunk and after the cache starts again."""
-    from seqtool.data.subword import LineEncoder
-    from seqtool.data.text import EOS, UNK, Vocab
-
-    model = Subwords.learn(french, kind, 300)
-    vocab = Vocab([UNK, EOS] + model.vocabulary())
-    table, eos = model.id_table(vocab.stoi, np.uint16), vocab.index(EOS)
-    odd = ["  je  suis\tchez moi . ", "", " ", "ça\u00a0ira\u3000, zé\u0301bulon \u2581va ! \u200b x", "a \u00b4 b \u2474 \ufdfa c",
-           "\t\tva", "moi moi moi", "\u0301 é\u200d"]
-
-    def whole(lines):
-        return [i for line in lines for i in (*table[model._sp.encode(line, out_type=int)].tolist(), eos)]
-
-    encode = model.line_encoder(table, eos)
-    for lines in (odd, odd[::-1], french[:50]):  # the second and third chunks meet words already cached
-        assert encode(lines).tolist() == whole(lines)
-    monkeypatch.setattr(LineEncoder, "LIMIT", 4)
-    assert encode(french[:50]).tolist() == whole(french[:50])  # the cache is over its limit: it starts again
-    assert len(encode.index) <= 2 + len({w for line in french[:50] for w in line.split(" ")})
-    assert encode([]).size == 0
-
-
 def test_a_subword_model_learns_from_the_training_part_only():
     from seqtool.data.store import TextSource, learning_lines
 

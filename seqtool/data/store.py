@@ -277,9 +277,9 @@ def encode_chunks(source: TextSource, vocab: Vocab, level: str, clean: str, subw
     """The source's token ids, a chunk at a time, in the store's id type (unknown tokens -> <unk>)."""
     dtype, tokenizer = id_dtype(len(vocab)), Tokenizer(level, clean)
     if subwords is not None:  # bpe / unigram: each line's pieces, then <eos>
-        encode = subwords.line_encoder(subwords.id_table(vocab.stoi, dtype), vocab.index(EOS))
+        table, eos = subwords.id_table(vocab.stoi, dtype), vocab.index(EOS)
         for chunk in source.chunks():
-            yield encode(tokenizer.lines(chunk))
+            yield subwords.ids_of_lines(tokenizer.lines(chunk), table, eos)
         return
     if level == "word":
         get = vocab.stoi.get

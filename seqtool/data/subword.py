@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import io
 import itertools
-from array import array
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -62,9 +61,18 @@ class Subwords:
     def pieces(self, text: str) -> list[str]:
         return self._sp.EncodeAsPieces(text)
 
-    def line_encoder(self, table: np.ndarray, eos: int) -> "LineEncoder":
-        """What turns many lines at once into seqtool ids (see LineEncoder)."""
-        return LineEncoder(self._sp, table, eos)
+    def ids_of_lines(self, lines: list[str], table: np.ndarray, eos: int) -> np.ndarray:
+        """Many lines at once as ids, each line ended by `eos`: sentencepiece's own ids (its two
+        threads share the lines) mapped through `table` (sentencepiece id -> seqtool id), flattened
+        and joined in numpy, never token by token in Python."""
+        rows = self._sp.encode(lines, out_type=int, num_threads=2) if lines else []
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+        out = np.full(flat.size + len(rows), eos, dtype=table.dtype)
+        body = np.ones(out.size, dtype=bool)
+        body[np.cumsum(lengths + 1) - 1] = False  # each line's <eos>
+        out[body] = table[flat]
+        return out
 
     def id_table(self, stoi: dict[str, int], dtype) -> np.ndarray:
         """sentencepiece id -> the id of the same piece in a seqtool vocabulary (<unk> if absent)."""
@@ -86,52 +94,6 @@ class Subwords:
             return cls(state["kind"], base64.b64decode(state["model"], validate=True))
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise SeqtoolError(f"the run's subword model is damaged ({type(exc).__name__})") from None
-
-
-class LineEncoder:
-    """Lines -> seqtool ids, each line ended by `eos`, through a cache of every distinct
-    space-separated word's pieces. Pieces never cross a space (sentencepiece splits the normalised
-    text on whitespace before it segments, and a word alone is read with the same leading '▁' it has
-    in a line), so a line's pieces are its words' pieces in order. Text repeats its words, so
-    sentencepiece segments each distinct one once and the rest is dictionary and numpy work: the
-    same ids as encoding every line, at about twice the speed."""
-
-    #: distinct words kept at most (then the cache starts again: memory stays bounded on any text)
-    LIMIT = 1 << 21
-
-    def __init__(self, sp, table: np.ndarray, eos: int):
-        self.sp, self.table, self.eos = sp, table, eos
-        self.reset()
-
-    def reset(self) -> None:
-        self.index: dict[str, int] = {"": 0, "\n": 1}  # runs of spaces leave empty words: no pieces; "\n": the line end
-        self.starts, self.lengths = array("q", [0, 0]), array("q", [0, 1])
-        self.pieces = array("q", [self.eos])
-
-    def __call__(self, lines: list[str]) -> np.ndarray:
-        if not lines:
-            return np.zeros(0, dtype=self.table.dtype)
-        if len(self.index) > self.LIMIT:
-            self.reset()
-        words = (" \n ".join(lines) + " \n").split(" ")
-        ids = np.fromiter(map(self.index.get, words, itertools.repeat(-1)), dtype=np.int64, count=len(words))
-        missing = np.flatnonzero(ids < 0)
-        if missing.size:
-            self._learn(list(dict.fromkeys(words[i] for i in missing.tolist())))
-            ids[missing] = [self.index[words[i]] for i in missing.tolist()]
-        starts = np.frombuffer(self.starts, dtype=np.int64)[ids]
-        lengths = np.frombuffer(self.lengths, dtype=np.int64)[ids]
-        ends = np.cumsum(lengths)
-        where = np.arange(int(ends[-1])) + np.repeat(starts - (ends - lengths), lengths)  # each word's pieces, in order
-        return np.frombuffer(self.pieces, dtype=np.int64)[where].astype(self.table.dtype, copy=False)
-
-    def _learn(self, words: list[str]) -> None:
-        segmented = self.sp.encode(words, out_type=int, num_threads=2)
-        for word, pieces in zip(words, segmented):
-            self.index[word] = len(self.starts)
-            self.starts.append(len(self.pieces))
-            self.lengths.append(len(pieces))
-            self.pieces.extend(self.table[pieces].tolist() if pieces else ())
 
 
 def _train(lines: list[str], out: io.BytesIO, kind: str, vocab_size: int, hard: bool) -> None:
