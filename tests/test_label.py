@@ -219,20 +219,20 @@ def test_adversarial_training_fits_the_loss_at_the_most_harmful_nearby_encodings
     assert torch.allclose(clean, task.fit_loss(task.member_logits(model, batch, "cpu"), batch["y"], "cpu")[0])
     # the same perturbation by hand: the gradient of the clean loss at the encodings, scaled to norm eps per sequence
     encodings = [member.embed(batch["ids"]).detach().requires_grad_() for member in model.members]
-    for member, x in zip(model.members, encodings):
-        member.embed.register_forward_hook(lambda module, inputs, out, x=x: x)
+    hooks = [member.embed.register_forward_hook(lambda module, inputs, out, x=x: x) for member, x in zip(model.members, encodings)]
     grads = torch.autograd.grad(task.fit_loss(task.member_logits(model, batch, "cpu"), batch["y"], "cpu")[0], encodings)
     moves = [eps * g / g.flatten(1).norm(dim=1).view(-1, 1, 1) for g in grads]
     assert torch.allclose(moves[0].flatten(1).norm(dim=1), torch.full((5,), eps))
-    for member, x, move in zip(model.members, encodings, moves):
-        member.embed._forward_hooks.clear()
-        member.embed.register_forward_hook(lambda module, inputs, out, moved=(x + move).detach(): moved)
+    for hook in hooks:
+        hook.remove()
+    hooks = [member.embed.register_forward_hook(lambda module, inputs, out, moved=(x + move).detach(): moved)
+             for member, x, move in zip(model.members, encodings, moves)]
     adversarial = task.fit_loss(task.member_logits(model, batch, "cpu"), batch["y"], "cpu")[0]
     assert torch.allclose(fitted, clean + adversarial, atol=1e-6)
     assert adversarial > clean  # uphill: the first-order step raises the loss
     spec.label.adversarial = 0.0
-    for member in model.members:
-        member.embed._forward_hooks.clear()
+    for hook in hooks:
+        hook.remove()
     clean_again, fitted_again, _ = task.losses(model, batch, torch.device("cpu"))
     assert torch.allclose(clean_again, clean) and torch.equal(clean_again, fitted_again)
 
