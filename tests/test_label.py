@@ -368,6 +368,62 @@ def test_a_classifier_on_subword_pieces_learns_restores_and_exports(cli, tmp_pat
         cli("train", "--task", "classify", root, *FAST, "--level", "char", "--out", "chars"), 2)
 
 
+def test_word_pieces_are_the_sentence_pieces_and_each_word_is_tagged_at_its_first_real_piece():
+    from seqtool.data.subword import Subwords
+    from seqtool.label.task import WordPieces
+
+    text = ["anna smith likes tea", "bob jones meets cats ( really )", "carl sees dogs"] * 30
+    subwords = Subwords.learn(text, "bpe", 30)
+    split = WordPieces(subwords)
+    for sentence in text[:3] + ["zoe sees ( unseen ) words"]:
+        tokens = sentence.split()
+        pieces, starts = split.of_words(tokens)
+        assert pieces == subwords.pieces(sentence)  # pieces never cross a space
+        assert len(starts) == len(tokens)
+        offset = 0
+        for word, start in zip(tokens, starts):
+            own, first = split.of_word(word)
+            assert pieces[offset : offset + len(own)] == own and start == offset + first and pieces[start] != "▁"
+            assert "".join(own).replace("▁", "") == word
+            offset += len(own)
+        assert offset == len(pieces)
+    assert split.of_word("smith") == (subwords.pieces("smith"), 0) and subwords.pieces("smith")[0] == "▁s"
+    bare = next(w for w in ("(", ")", "zoe", "q") if subwords.pieces(w)[0] == "▁")  # a word whose first piece is the marker alone
+    assert split.of_word(bare)[1] == 1
+
+
+def test_a_tagger_on_subword_pieces_tags_every_word_once(cli, tmp_path):
+    """--level bpe for tagging: each word's first piece carries its tag, scored and printed per word; the
+    pieces and the training words (for accuracy on unseen words) live in the checkpoint."""
+    root = write_tag_layout(tmp_path / "data")
+    result = cli("train", root, *FAST, "--epochs", "10", "--lr", "0.01", "--char-embed", "8", "--level", "bpe", "--vocab-size", "30",
+                 "--out", "pieces")
+    assert result.code == 0, result.err
+    report = json.loads((tmp_path / "pieces" / "report.json").read_text())
+    assert report["test"]["test_accuracy"] > 0.95 and report["test"]["test_span_f1"] > 0.9
+    payload = torch.load(tmp_path / "pieces" / "checkpoints" / "best.pt", weights_only=True)
+    from seqtool.data.subword import Subwords
+
+    subwords = Subwords.from_state(payload["task_state"]["subwords"])
+    assert any(len(subwords.pieces(w)) > 1 for w in ("smith", "jones", "likes"))  # words really are split
+    assert "anna" in payload["task_state"]["seen_words"] and len(payload["task_state"]["words"]) <= 30 + 2
+    scored = json.loads(cli("eval", "pieces", root / "test.conllu", "--json").out)
+    assert scored["accuracy"] == pytest.approx(report["test"]["test_accuracy"]) and scored["tokens"] == report["test"]["test_tokens"]
+    (tmp_path / "unseen.conllu").write_text(conllu([[("zoe", "B-PER"), ("likes", "O"), ("tea", "O")]]), encoding="utf-8")
+    unseen = json.loads(cli("eval", "pieces", "unseen.conllu", "--json").out)
+    assert unseen["tokens"] == 3 and unseen["unseen_tokens"] == 1  # zoe: a word training never saw, though its pieces exist
+    out = cli("predict", "-c", "pieces", "anna smith likes tea", "zoe meets cats")
+    assert out.code == 0, out.err
+    first, second = out.out.splitlines()
+    assert first == "anna/B-PER smith/I-PER likes/O tea/O"
+    assert [t.split("/")[0] for t in second.split()] == ["zoe", "meets", "cats"]
+    assert cli("export", "pieces").code == 0
+    assert cli("predict", "-c", "pieces", "--engine", "onnxruntime", "anna smith likes tea", "zoe meets cats").out == out.out
+    refused = cli("train", "--resume", "pieces", "--level", "word", "--epochs", "11")
+    assert refused.code != 0 and "level" in refused.err
+    assert "tagging reads word or subword" in one_error_line(cli("train", root, *FAST, "--level", "char", "--out", "chars"), 2)
+
+
 def test_classify_and_tag_learn_the_shared_corpora(cli, tmp_path):
     """SST-2 and UD English through the catalog: a short run beats always answering the most frequent label."""
     from collections import Counter
@@ -418,7 +474,7 @@ def test_bad_labelled_input_is_one_line_and_nothing_is_written(cli, tmp_path):
     assert "no tagged sentences found" in one_error_line(cli("train", "empty.conllu", *FAST, "--out", "r4"))
     assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3", "r4"))
     assert "--pool does not apply to task lm" in one_error_line(cli("train", "--task", "lm", "one.tsv", "--pool", "mean", "--dry-run"), 2)
-    assert "--level does not apply to task tag" in one_error_line(cli("train", "--task", "tag", "one.tsv", "--level", "word"), 2)
+    assert "--pool does not apply to task tag" in one_error_line(cli("train", "--task", "tag", "one.tsv", "--pool", "mean"), 2)
 
 
 def test_predict_is_for_labelling_runs(cli, tmp_path, tiny_text):

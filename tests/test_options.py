@@ -195,7 +195,8 @@ def tiny_run_specs(task: str, tmp_path: Path) -> list[dict]:
         (tmp_path / "t.conllu").write_text("".join(f"1\tDogs\tdog\tNOUN\tNNS\t_\t2\tnsubj\t_\t_\n2\tbark{i}\tbark\tVERB\tVBP\t_\t0\troot\t_\t_\n\n"
                                                    for i in range(20)))
         runs = [{"data": {"corpus": str(tmp_path / "t.conllu"), "val_fraction": 0.2, "max_len": 1}, "model": model,
-                 "label": {"tag_column": "xpos", "char_embed": 4}}]
+                 "label": {"tag_column": "xpos", "char_embed": 4}},
+                {"data": {"corpus": str(tmp_path / "t.conllu"), "val_fraction": 0.2, "level": "bpe", "vocab_size": 30}, "model": model}]
     else:
         runs = [{"data": {"corpus": "airline-passengers"}, "model": {"cell": "lstm", "hidden": 4}, "forecast": {"horizon": 2, "k": [1, 2]}},
                 {"forecast": {"synthetic": "sine", "length": 200, "n_train": 150, "k": [1]}}]

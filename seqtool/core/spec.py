@@ -111,10 +111,11 @@ FP, LB = FC + PN, CL + TG
 class DataSpec:
     corpus: str | None = opt(None, "Text file, prepared dataset, CSV, '-' for stdin, or a catalog name.", argument=True)
     level: str = opt("char", "Tokens: characters, words, or subwords learnt on the training text (bpe | unigram, "
-                     "sentencepiece); translation and classify: words or subwords.", tasks=LM + TR + CL,
-                     choices=("char", "word", "bpe", "unigram"), by_task={"translate": "word", "classify": "word"})
+                     "sentencepiece); translation, classify and tag: words or subwords (tag: each word's first piece "
+                     "carries its tag).", tasks=LM + TR + LB,
+                     choices=("char", "word", "bpe", "unigram"), by_task={"translate": "word", "classify": "word", "tag": "word"})
     vocab_size: int = opt(4000, "Subword pieces per vocabulary (specials included) for --level bpe | unigram: one per side in "
-                          "translation, one for both with --joint-vocab.", tasks=LM + TR + CL, low=0, low_open=True, high=MAX_SIZE,
+                          "translation, one for both with --joint-vocab.", tasks=LM + TR + LB, low=0, low_open=True, high=MAX_SIZE,
                           by_task={"translate": 1000})
     clean: str = opt("letters", "letters (lowercase letters, other runs -> one space), lower, or none.", tasks=LM,
                      choices=("letters", "lower", "none"))

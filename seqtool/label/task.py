@@ -51,10 +51,46 @@ class Index:
         return [self.stoi.get(s, 1) for s in items]
 
 
+class WordPieces:
+    """A subword model's pieces of each word on its own, and where each word starts among them.
+
+    A tagger labels words but reads pieces, so it must know which piece stands for which word: the
+    first piece of a word carries the word's tag (the leading-space marker alone, '▁', does not: a
+    word split as '▁' + '(' is tagged at '('). Pieces never cross a space, so a sentence's pieces
+    are its words' pieces in order. A word's pieces are kept once worked out (up to CACHE words):
+    a corpus repeats its words."""
+
+    CACHE = 200_000
+
+    def __init__(self, subwords: Subwords):
+        self.subwords, self.known = subwords, {}
+
+    def of_word(self, word: str) -> tuple[list[str], int]:
+        """-> (the word's pieces, the index of the one that carries its tag)."""
+        found = self.known.get(word)
+        if found is None:
+            pieces = self.subwords.pieces(word) or [UNK]  # a word sentencepiece normalises away reads as <unk>
+            found = pieces, 1 if len(pieces) > 1 and pieces[0] == "▁" else 0
+            if len(self.known) >= self.CACHE:
+                self.known.clear()
+            self.known[word] = found
+        return found
+
+    def of_words(self, tokens: list[str]) -> tuple[list[str], list[int]]:
+        """-> (the pieces of every word in order, each word's tagged piece's position among them)."""
+        pieces, starts = [], []
+        for word in tokens:
+            own, first = self.of_word(word)
+            starts.append(len(pieces) + first)
+            pieces += own
+        return pieces, starts
+
+
 class LabelTask(Task):
     """What classification and tagging share; `per_token` says which one this is."""
 
     per_token = False
+    what = "classification"
     suffixes: tuple[str, ...] = ()
     cuts_scored = True  # sequences past --max-len are cut for scoring too (tagging scores every token)
 
@@ -63,6 +99,8 @@ class LabelTask(Task):
         super().__init__(spec)
         self.words, self.chars, self.labels, self.subwords = words, chars, labels, subwords
         self.label_id = {label: i for i, label in enumerate(labels)}
+        self.word_pieces = WordPieces(subwords) if subwords and self.per_token else None
+        self.seen: set[str] | None = None  # tagging on subwords: the training part's words, for accuracy on unseen ones
         self.parts = parts or {}
         self.truncated: dict[str, int] = {}
         if parts:
@@ -90,13 +128,16 @@ class LabelTask(Task):
             parts = split_examples(cls.read(spec, d.corpus), d.val_fraction, spec.train.seed)
         train = parts["train"]
         subwords = cls.learn_subwords(spec, train)
-        units = [subwords.pieces(" ".join(s.tokens)) if subwords else s.tokens for s in train]
-        words = Index.build(Counter(word_key(w) for tokens in units for w in tokens), d.min_freq)
-        chars = Index.build(Counter(c for tokens in units for w in tokens for c in w))
         counts = Counter(label for s in train for label in s.labels)
         labels = [label for label, _ in counts.most_common()]
         cls.check_labels(labels, d.corpus)
+        task = cls(spec, None, Index([PAD, UNK]), Index([PAD, UNK]), labels, subwords)  # only to split words into what it reads
+        units = [task.units(s.tokens) for s in train]
+        words = Index.build(Counter(word_key(w) for tokens in units for w in tokens), d.min_freq)
+        chars = Index.build(Counter(c for tokens in units for w in tokens for c in w))
         task = cls(spec, parts, words, chars, labels, subwords)
+        if task.word_pieces:
+            task.seen = {word_key(w) for s in train for w in s.tokens}
         task.label_counts = [counts[label] for label in labels]
         task.longest = min(max(len(tokens) for tokens in units), d.max_len or 1 << 30)
         return task
@@ -104,11 +145,24 @@ class LabelTask(Task):
     @classmethod
     def learn_subwords(cls, spec, train: list[D.Sequence]) -> Subwords | None:
         """--level bpe | unigram: pieces learnt on the training part's sentences (never valid or test)."""
-        return None
+        d = spec.data
+        if d.level not in ("word", *KINDS):
+            raise UsageError(f"--level {d.level}: {cls.what} reads word or subword ({' or '.join(KINDS)}) tokens")
+        if d.level == "word":
+            return None
+        if d.min_freq > 1:
+            raise UsageError(f"--level {d.level}: every piece of the subword vocabulary is kept; --min-freq does not apply")
+        return Subwords.learn((" ".join(s.tokens) for s in train), d.level, d.vocab_size)
 
     def units(self, tokens: list[str]) -> list[str]:
         """What the network reads for a sequence of words: the words, or their subword pieces."""
-        return self.subwords.pieces(" ".join(tokens)) if self.subwords and tokens else tokens
+        if not self.subwords or not tokens:
+            return tokens
+        return self.word_pieces.of_words(tokens)[0] if self.word_pieces else self.subwords.pieces(" ".join(tokens))
+
+    def known_word(self, word: str) -> bool:
+        """Whether training saw this word (tagging reports the accuracy on the words it did not)."""
+        return word_key(word) in (self.seen if self.seen is not None else self.words.stoi)
 
     @classmethod
     def check_labels(cls, labels: list[str], where: str) -> None:
@@ -121,12 +175,15 @@ class LabelTask(Task):
         subwords = Subwords.from_state(task_state["subwords"]) if task_state.get("subwords") else None
         task = cls(spec, None, Index(list(task_state["words"])), Index(list(task_state["chars"])), list(task_state["labels"]), subwords)
         task.label_counts, task.longest = list(task_state["label_counts"]), int(task_state["longest"])
+        if "seen_words" in task_state:
+            task.seen = set(task_state["seen_words"])
         return task
 
     def task_state(self) -> dict:
         return {"words": self.words.itos, "chars": self.chars.itos, "labels": self.labels, "label_counts": self.label_counts,
                 "longest": self.longest, "char_encoder": self.spec.label.char_encoder,
-                **({"subwords": self.subwords.state()} if self.subwords else {})}
+                **({"subwords": self.subwords.state()} if self.subwords else {}),
+                **({"seen_words": sorted(self.seen)} if self.seen is not None else {})}
 
     # ---- batches -----------------------------------------------------------------------------------
     def encode(self, sequences: list[list[str]], limit: int | None = None) -> dict[str, torch.Tensor]:
@@ -241,9 +298,16 @@ class LabelTask(Task):
             batch = self.encode([sequences[i] for i in rows], limit)
             probs = self.forward(model, batch, device).softmax(-1).cpu()
             for k, i in enumerate(rows):
-                out[i] = probs[k, : int(batch["lengths"][k])] if self.per_token else probs[k]
+                out[i] = self.per_word(probs[k, : int(batch["lengths"][k])], sequences[i]) if self.per_token else probs[k]
         model.train(was_training)
         return out
+
+    def per_word(self, per_unit: torch.Tensor, tokens: list[str]) -> torch.Tensor:
+        """A tagger's rows for what it read -> one row per word (on subwords: each word's tagged piece)."""
+        if not self.word_pieces:
+            return per_unit
+        starts = torch.tensor([j for j in self.word_pieces.of_words(tokens)[1] if j < len(per_unit)], dtype=torch.long)
+        return per_unit[starts]
 
     def build_kwargs(self) -> dict:
         m = self.spec.model
@@ -300,17 +364,6 @@ class ClassifyTask(LabelTask):
         return D.read_labelled(arg, spec.label.text_column, spec.label.label_column, spec.data.encoding, spec.data.encoding_errors)
 
     @classmethod
-    def learn_subwords(cls, spec, train: list[D.Sequence]) -> Subwords | None:
-        d = spec.data
-        if d.level not in ("word", *KINDS):
-            raise UsageError(f"--level {d.level}: classification reads word or subword ({' or '.join(KINDS)}) tokens")
-        if d.level == "word":
-            return None
-        if d.min_freq > 1:
-            raise UsageError(f"--level {d.level}: every piece of the subword vocabulary is kept; --min-freq does not apply")
-        return Subwords.learn((" ".join(s.tokens) for s in train), d.level, d.vocab_size)
-
-    @classmethod
     def check_labels(cls, labels: list[str], where: str) -> None:
         if len(labels) < 2:
             raise SeqtoolError(f"{where}: every training example has the label {labels[0]!r}; a classifier needs at least two classes")
@@ -349,7 +402,7 @@ class ClassifyTask(LabelTask):
 
 class TagTask(LabelTask):
     name, monitor, monitor_lower_is_better, unit = "tag", "val_accuracy", False, "tokens"
-    per_token, cuts_scored = True, False
+    per_token, cuts_scored, what = True, False, "tagging"
     suffixes = (".conllu", ".conll")
 
     @classmethod
@@ -362,8 +415,11 @@ class TagTask(LabelTask):
     def targets(self, sequences, steps=None) -> torch.Tensor:
         y = torch.full((len(sequences), steps), -100, dtype=torch.long)
         for row, s in enumerate(sequences):
-            tags = [self.label_id.get(t, -100) for t in s.labels[:steps]]
-            y[row, : len(tags)] = torch.tensor(tags, dtype=torch.long)
+            at = self.word_pieces.of_words(s.tokens)[1] if self.word_pieces else range(len(s.labels))
+            kept = [(j, self.label_id.get(t, -100)) for j, t in zip(at, s.labels) if j < steps]
+            if kept:
+                where, tags = zip(*kept)
+                y[row, list(where)] = torch.tensor(tags, dtype=torch.long)
         return y
 
     def fit_loss(self, logits, y, device):
@@ -374,7 +430,7 @@ class TagTask(LabelTask):
     def scores(self, model, part: list[D.Sequence], device) -> dict:
         probs = self.predict(model, [s.tokens for s in part], device)
         predicted = [[self.labels[int(i)] for i in p.argmax(-1)] for p in probs]
-        known = [[word_key(w) in self.words.stoi for w in s.tokens] for s in part]
+        known = [[self.known_word(w) for w in s.tokens] for s in part]
         return tagging_scores([s.labels for s in part], predicted, known, self.labels)
 
     def evaluate(self, model, device) -> dict[str, float]:
