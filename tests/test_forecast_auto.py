@@ -200,3 +200,16 @@ def test_the_report_says_when_rows_are_taken_as_consecutive(tmp_path):
     spec = apply_overrides(spec_defaults("forecast"), {"data.corpus": str(path)})
     task = ForecastTask.from_spec(spec)
     assert (task.chosen["irregular_steps"], task.chosen["first_irregular_step"]) == (1, "2021-02-09 -> 2021-02-11")
+
+
+def test_panel_baselines_fitted_in_chunks_behind_a_progress_bar_are_the_same_forecasts():
+    from seqtool.forecast.statistical import panel_forecasts
+
+    rng = np.random.default_rng(3)
+    values = [np.cumsum(rng.normal(size=int(rng.integers(30, 50)))) + 50 for _ in range(70)]
+    whole = panel_forecasts(values, 3, 1)
+    seen = []
+    chunked = panel_forecasts(values, 3, 1, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(32, 70), (64, 70), (70, 70)]
+    for kind in whole:
+        assert whole[kind].shape == (70, 3) and np.allclose(chunked[kind], whole[kind])

@@ -289,7 +289,7 @@ def evaluate_checkpoint(checkpoint: str | None, data: str | None, test: str, wid
     actual = np.stack([actual_panel.values[where[key]][:h] for key in panel.ids])
     network = predict(r.model, windows(panel.values, r.task.window), r.device)
     theta = m4.theta(panel.values, h, m)
-    statistical = panel_forecasts(panel.values, h, m, jobs=torch.get_num_threads())
+    statistical = statistical_forecasts(panel.values, h, m)
     forecasts = {"model": combination.forecast(network, theta), "network": network, "theta": theta,
                  "naive2": m4.naive2(panel.values, h, m), "seasonal naive": m4.seasonal_naive(panel.values, h, m),
                  **{f"auto{kind}": f for kind, f in statistical.items()}, STAT_MEAN: np.mean(list(statistical.values()), axis=0)}
@@ -308,6 +308,21 @@ def evaluate_checkpoint(checkpoint: str | None, data: str | None, test: str, wid
               "statistical_history": PANEL_HISTORY}
     atomic_write_text(target / "test.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def statistical_forecasts(values: list[np.ndarray], h: int, season: int) -> dict[str, np.ndarray]:
+    """panel_forecasts behind a progress bar (on a terminal: fitting three models per series of a
+    large panel takes a while, and nothing else would show that it is working)."""
+    from seqtool.core.progress import Reporter
+
+    reporter = Reporter()
+    reporter.start("AutoETS, AutoARIMA, AutoTheta", total=1.0)
+    try:
+        return panel_forecasts(values, h, season, jobs=torch.get_num_threads(),
+                               progress=(lambda done, total: reporter.update(done / total, f"{done:,} of {total:,} series"))
+                               if reporter.live else None)
+    finally:
+        reporter.stop()
 
 
 def scores_table(result: dict) -> str:

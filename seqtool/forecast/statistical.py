@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -108,19 +109,34 @@ def fit_all(y: np.ndarray, season: int) -> dict[str, Statistical]:
 PANEL_HISTORY = 300
 
 
-def panel_forecasts(values: list[np.ndarray], h: int, season: int, jobs: int = 1) -> dict[str, np.ndarray]:
+#: with a progress callback, the series are fitted in about this many chunks (each series' fit is its own, so chunks change nothing)
+PROGRESS_CHUNKS = 10
+
+
+def panel_forecasts(values: list[np.ndarray], h: int, season: int, jobs: int = 1,
+                    progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """(series, h) forecasts of AutoETS, AutoARIMA and AutoTheta for every series at once
     (statsforecast's StatsForecast, `jobs` processes), each fitted on the series' latest
-    PANEL_HISTORY values; a series a model cannot fit gets the naive forecast instead."""
+    PANEL_HISTORY values; a series a model cannot fit gets the naive forecast instead.
+    `progress(done, total)` is called as chunks of series finish (fitting a large panel takes a while)."""
+    tails = [np.asarray(v, dtype=np.float64)[-PANEL_HISTORY:] for v in values]
+    models = [_model(kind, season, min(len(t) for t in tails)) for kind in KINDS]  # the same models for every chunk
+    size = len(tails) if progress is None else max(32, math.ceil(len(tails) / PROGRESS_CHUNKS))
+    parts = []
+    for start in range(0, len(tails), size):
+        parts.append(_forecast_chunk(tails[start : start + size], models, h, jobs))
+        if progress is not None:
+            progress(min(start + size, len(tails)), len(tails))
+    return {kind: np.concatenate([part[kind] for part in parts]) for kind in KINDS}
+
+
+def _forecast_chunk(tails: list[np.ndarray], models: list, h: int, jobs: int) -> dict[str, np.ndarray]:
     import pandas as pd
     from statsforecast import StatsForecast
     from statsforecast.models import Naive
 
-    tails = [np.asarray(v, dtype=np.float64)[-PANEL_HISTORY:] for v in values]
-    shortest = min(len(t) for t in tails)
     frame = pd.DataFrame({"unique_id": np.repeat(np.arange(len(tails)), [len(t) for t in tails]),
                           "ds": np.concatenate([np.arange(len(t)) for t in tails]), "y": np.concatenate(tails)})
-    models = [_model(kind, season, shortest) for kind in KINDS]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         engine = StatsForecast(models=models, freq=1, n_jobs=max(1, jobs), fallback_model=Naive())
