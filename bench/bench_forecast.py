@@ -1,17 +1,21 @@
 """Forecasting benchmark through the real CLI, with the shipped defaults (no model or transform flags).
 
-For every shared series, `seqtool forecast SERIES --k 1,H` (its own process, BENCH_THREADS threads,
-default 1) and the MASE (seasonal scaling) on the held-out test part of seqtool's forecast
-("model"), of the network alone, and of naive, seasonal naive, statsforecast's AutoETS, AutoARIMA,
-AutoTheta and their plain mean (the statistician's ensemble) on the same points, at k = 1 and
-k = H, with the wall time of the whole command. Then the geometric mean over the series of
-MASE(seqtool) / MASE(mean of the three) with the worst (series, k), and the empirical coverage of
-the 80% and 95% intervals per series (its test points at both ks pooled).
+For every shared series, `seqtool forecast SERIES --k 1,H --seed r` (its own process, BENCH_THREADS
+threads, default 1) for rounds r = 0..BENCH_ROUNDS-1 (default 3): the network's initialisation is
+the only thing a seed changes, and one seed's score can flatter or wrong it, so every figure is the
+median over the rounds (the statistical members are deterministic: the same in every round). Per
+(series, k): the MASE (seasonal scaling) on the held-out test part of seqtool's forecast ("model"),
+of the network alone, and of naive, seasonal naive, statsforecast's AutoETS, AutoARIMA, AutoTheta
+and their plain mean (the statistician's ensemble) on the same points, at k = 1 and k = H, with the
+wall time of the whole command. Then, per round, the geometric mean over the series of
+MASE(seqtool) / MASE(mean of the three), printed as median (min-max) over the rounds, the worst
+(series, k) of the medians, and the empirical coverage of the 80% and 95% intervals per series (its
+test points at both ks pooled; median over the rounds).
 
 BENCH_PART=validation runs the same on each series' training part alone (cut to the first n_train
 values, then split 80/20 by default), so that design choices can be judged without the test parts.
-Deterministic (seeded); each series runs once. The second part, the classic sine, prints the
-k-step MSE of the classic MLP and of a GRU (BENCH_SEEDS seeds, default 3, mean).
+BENCH_FLAGS adds flags to every run (a variant to compare). The second part, the classic sine,
+prints the k-step MSE of the classic MLP and of a GRU (BENCH_SEEDS seeds, default 3, mean).
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.rounds import spread  # noqa: E402
 
 SEQTOOL = [sys.executable, "-m", "seqtool", "forecast"]
 #: series, its training-part size (None: the default 80%), H
@@ -70,11 +78,13 @@ def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def forecasts(threads: int, part: str) -> None:
-    ratios: dict[str, list[tuple[float, str]]] = {"1": [], "H": []}
+def forecasts(threads: int, part: str, rounds: int) -> None:
+    ratios: dict[str, list[list[float]]] = {"1": [[] for _ in range(rounds)], "H": [[] for _ in range(rounds)]}
+    medians: list[tuple[float, str]] = []  # (median ratio over the rounds, 'series k=K')
     coverage: dict[int, list[tuple[float, str]]] = {level: [] for level in LEVELS}
-    print(f"MASE on the held-out {'tail of the training part' if part == 'validation' else 'test part'}, shipped defaults, "
-          f"{threads} thread(s); one run per series (deterministic)")
+    extra = os.environ.get("BENCH_FLAGS", "").split()
+    print(f"MASE on the held-out {'tail of the training part' if part == 'validation' else 'test part'}, shipped defaults"
+          f"{' + ' + ' '.join(extra) if extra else ''}, {threads} thread(s); median over {rounds} rounds (--seed 0..{rounds - 1})")
     print(f"{'series':<24}{'k':>4}" + "".join(f"{m:>16}" for m in METHODS) + f"{'model/mean':>11}{'seconds':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for series, n_train, horizon in SERIES:
@@ -83,26 +93,36 @@ def forecasts(threads: int, part: str) -> None:
                 flags, horizon = [], min(horizon, n - int(n * 0.8) - 1)
             else:
                 source, flags = series, (["--n-train", str(n_train)] if n_train else [])
-            result = run(source, flags, sorted({1, horizon}), Path(tmp), threads)
-            report = result["report"]
-            for k in sorted({1, horizon}):
-                scores = {m: row(report, k, m)["mase"] for m in METHODS}
-                ratio = scores["model"] / scores[STAT_MEAN]
+            ks = sorted({1, horizon})
+            results = [run(source, [*flags, *extra, "--seed", str(r)], ks, Path(tmp), threads) for r in range(rounds)]
+            reports = [result["report"] for result in results]
+            seconds = statistics.median(result["seconds"] for result in results)
+            for k in ks:
+                scores = {m: statistics.median(row(report, k, m)["mase"] for report in reports) for m in METHODS}
+                per_round = [row(report, k, "model")["mase"] / row(report, k, STAT_MEAN)["mase"] for report in reports]
+                ratio = statistics.median(per_round)
                 print(f"{series:<24}{k:>4}" + "".join(f"{scores[m]:>16.3f}" for m in METHODS) + f"{ratio:>11.3f}"
-                      + (f"{result['seconds']:>9.1f}" if k == 1 else ""))
+                      + (f"{seconds:>9.1f}" if k == 1 else ""))
                 for key in (["1"] if k == 1 else []) + (["H"] if k == horizon else []):
-                    ratios[key].append((ratio, f"{series} k={k}"))
-            model_rows = [row(report, k, "model") for k in sorted({1, horizon})]
-            points = sum(r["n"] for r in model_rows)
-            cover = {level: sum(r[f"coverage-{level}"] * r["n"] for r in model_rows) / points for level in LEVELS}
+                    for r, value in enumerate(per_round):
+                        ratios[key][r].append(value)
+                medians.append((ratio, f"{series} k={k}"))
+            covers = {level: [] for level in LEVELS}
+            for report in reports:
+                model_rows = [row(report, k, "model") for k in ks]
+                points = sum(r["n"] for r in model_rows)
+                for level in LEVELS:
+                    covers[level].append(sum(r[f"coverage-{level}"] * r["n"] for r in model_rows) / points)
+            cover = {level: statistics.median(values) for level, values in covers.items()}
             for level in LEVELS:
                 coverage[level].append((cover[level], series))
-            print(f"{'':<24}     transform {report['transform']}, differences {report['difference'] or 'none'}, season "
-                  f"{report['season']}; model = {report['combination']}; coverage "
+            print(f"{'':<24}     transform {reports[0]['transform']}, differences {reports[0]['difference'] or 'none'}, season "
+                  f"{reports[0]['season']}; model (round 0) = {reports[0]['combination']}; coverage "
                   + ", ".join(f"{level}%: {cover[level]:.2f}" for level in LEVELS))
-    worst = max(ratios["1"] + ratios["H"])
-    print(f"\ngeometric mean of MASE(seqtool) / MASE(mean of AutoETS, AutoARIMA, AutoTheta): k=1 "
-          f"{geometric_mean([r for r, _ in ratios['1']]):.3f}, k=H {geometric_mean([r for r, _ in ratios['H']]):.3f} (target <= 0.95); "
+    worst = max(medians)
+    gm = {key: [geometric_mean(values) for values in per_round] for key, per_round in ratios.items()}
+    print(f"\ngeometric mean of MASE(seqtool) / MASE(mean of AutoETS, AutoARIMA, AutoTheta), median (min-max) over the rounds: "
+          f"k=1 {spread(gm['1'], '.3f')}, k=H {spread(gm['H'], '.3f')} (target <= 0.95); "
           f"worst {worst[0]:.3f} ({worst[1]}; target <= 1.25)")
     for level, values in coverage.items():
         low, high = min(values), max(values)
@@ -112,7 +132,7 @@ def forecasts(threads: int, part: str) -> None:
 
 SINE_KS = (1, 4, 16, 64)
 #: the classic experiment as the course notes run it: no transform, no combination, the test MSE of the network
-SINE = {"MLP (classic: tau 4 -> 10 -> 1)": ["--model", "mlp", "--tau", "4"], "GRU (latent, context 64)": ["--model", "gru", "--tau", "64"]}
+SINE = {"MLP (classic: tau 4 -> 10 -> 1)": ["--model", "mlp", "--tau", "4", "--ensemble", "1"], "GRU (latent, context 64)": ["--model", "gru", "--tau", "64"]}
 
 
 def sine(seeds: int, workdir: Path, threads: int) -> None:
@@ -133,7 +153,7 @@ def sine(seeds: int, workdir: Path, threads: int) -> None:
 
 def main() -> None:
     threads = int(os.environ.get("BENCH_THREADS", 1))
-    forecasts(threads, os.environ.get("BENCH_PART", "test"))
+    forecasts(threads, os.environ.get("BENCH_PART", "test"), int(os.environ.get("BENCH_ROUNDS", 3)))
     seeds = int(os.environ.get("BENCH_SEEDS", 3))
     if seeds:
         with tempfile.TemporaryDirectory() as tmp:

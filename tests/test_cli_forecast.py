@@ -182,6 +182,37 @@ def test_forecast_from_a_saved_run_continues_the_new_data(cli, tmp_path):
     assert report["n_train"] == 120 and one["n"] == 24
 
 
+def test_the_network_is_an_ensemble_and_runs_saved_with_one_network_still_forecast(cli, tmp_path):
+    """The default network is five MLPs side by side (--ensemble); a run saved before that (one network,
+    its spec holding the panel's ensemble default) restores as one network and forecasts as it did."""
+    import torch
+
+    from seqtool.core.run import save_checkpoint
+
+    assert cli("forecast", "airline-passengers", "--n-train", "120", "--k", "1,12", "--epochs", "2", "--out", "ens", *FAST).code == 0
+    payload = torch.load(Path("ens/checkpoints/best.pt"), weights_only=True)
+    assert payload["task_state"]["members"] == 5 and payload["model"]["net.hidden.weight"].shape == (5, 13, 10)
+    weights = json.loads(Path("ens/report.json").read_text())["forecast"]["weights"]
+    assert all(len(w) == 12 for w in weights.values())  # one weight per step ahead
+    assert all(sum(w[j] for w in weights.values()) == pytest.approx(1.0) for j in range(12))
+    assert cli("forecast", "airline-passengers", "--n-train", "120", "--k", "1", "--epochs", "2", "--ensemble", "1", "--out", "one",
+               *FAST).code == 0
+    before = cli("forecast", "-c", "one", "--horizon", "4")
+    assert before.code == 0, before.err
+    path = Path("one/checkpoints/best.pt")
+    payload = torch.load(path, weights_only=True)
+    assert payload["model"]["net.0.weight"].shape == (10, 13)  # the classic net's own keys
+    del payload["task_state"]["members"]
+    payload["spec"]["forecast"]["ensemble"] = 5
+    save_checkpoint(path, payload)
+    after = cli("forecast", "-c", "one", "--horizon", "4")
+    assert after.code == 0, after.err
+    assert after.out == before.out
+    assert "side-by-side members are for --model mlp" in one_error_line(
+        cli("forecast", "airline-passengers", "--model", "gru", "--ensemble", "3", "--out", "g", *FAST), 2)
+    assert not Path("g").exists()
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["--horizon", "0"], 2, "give --horizon H"),
     (["--horizon", "3", "--level", "90"], 2, "--level 90: the run calibrated intervals at 80, 95 only"),

@@ -138,13 +138,32 @@ def test_weights_favour_the_member_that_validates_best_and_shrink_toward_equal()
     tables = {"network": actual + rng.normal(0, 0.1, actual.shape), "ets": actual + rng.normal(0, 1.0, actual.shape),
               "arima": actual + rng.normal(0, 1.0, actual.shape)}
     w = estimate_weights(tables, actual, valid)
-    assert math.isclose(sum(w.values()), 1.0) and w["network"] > w["ets"] and w["network"] > w["arima"]
-    assert w["network"] < 60 / (60 + combine.SHRINK) + 1 / 3  # never all of it: shrunk toward 1/3 each
+    for j in range(3):  # one set of weights per step ahead, each summing to 1
+        assert math.isclose(sum(v[j] for v in w.values()), 1.0) and w["network"][j] > w["ets"][j] and w["network"][j] > w["arima"][j]
+        assert w["network"][j] < 60 / (60 + combine.SHRINK) + 1 / 3  # never all of it: shrunk toward 1/3 each
     few = estimate_weights({m: t[:3] for m, t in tables.items()}, actual[:3], valid[:3])
-    assert abs(few["network"] - 1 / 3) < abs(w["network"] - 1 / 3)  # three origins: closer to equal
-    assert estimate_weights(tables, actual, valid, shrink=1e9)["ets"] == pytest.approx(1 / 3)
+    assert abs(few["network"][0] - 1 / 3) < abs(w["network"][0] - 1 / 3)  # three origins: closer to equal
+    assert estimate_weights(tables, actual, valid, shrink=1e9)["ets"] == pytest.approx([1 / 3] * 3)
     broken = estimate_weights({**tables, "theta": actual + 100.0}, actual, valid, shrink=1e9)  # far worse than the rest
-    assert broken["theta"] == 0.0 and broken["ets"] == pytest.approx(1 / 3) and math.isclose(sum(broken.values()), 1.0)
+    assert broken["theta"] == [0.0] * 3 and broken["ets"] == pytest.approx([1 / 3] * 3)
+
+
+def test_each_step_ahead_weighs_the_members_by_its_own_errors():
+    """A member that is best one step ahead and worst three steps ahead leads at k = 1 and trails at k = 3;
+    a step no validation window reaches keeps the weights of the step before it."""
+    rng = np.random.default_rng(1)
+    actual = rng.normal(size=(80, 4))
+    noise = rng.normal(size=actual.shape)
+    tables = {"network": actual + noise * np.array([0.1, 0.5, 2.0, 2.0]), "ets": actual + noise[::-1] * 0.5}
+    valid = np.ones_like(actual, dtype=bool)
+    valid[:, 3] = False
+    w = estimate_weights(tables, actual, valid)
+    assert w["network"][0] > 0.5 > w["network"][2] and w["network"][3] == w["network"][2] and w["ets"][3] == w["ets"][2]
+    mean = weighted_mean(tables, w)
+    for j in range(4):
+        assert np.allclose(mean[:, j], w["network"][j] * tables["network"][:, j] + w["ets"][j] * tables["ets"][:, j])
+    longer = weighted_mean({m: np.pad(t, ((0, 0), (0, 2))) for m, t in tables.items()}, w)  # past the last step its weights hold
+    assert np.allclose(longer[:, 5], 0.0) and np.allclose(longer[:, :4], mean)
 
 
 def test_a_combination_saved_by_the_earlier_selection_is_refused_in_one_line():
@@ -159,14 +178,17 @@ def test_a_combination_saved_by_the_earlier_selection_is_refused_in_one_line():
 def test_the_combination_survives_its_state():
     x = seasonal_series(n=60)
     members = fit_all(x[:48], 12)
-    combination = Combination({"network": 0.4, "ets": 0.2, "arima": 0.2, "theta": 0.2}, members, {80: [1.0, 2.0]}, [30, 29],
-                              {"network": 0.5}, 1.2)
+    combination = Combination({"network": [0.4, 0.4], "ets": [0.2, 0.2], "arima": [0.2, 0.2], "theta": [0.2, 0.2]}, members,
+                              {80: [1.0, 2.0]}, [30, 29], {"network": 0.5}, 1.2)
     network = np.full((2, 3), 100.0)
     again = Combination.from_state(combination.state())
     assert again.weights == combination.weights and again.widths == combination.widths and again.inflation == 1.2
     assert np.allclose(again.table(network, x, [47, 50], 3), combination.table(network, x, [47, 50], 3))
     expected = 0.4 * network + sum(0.2 * members[k].table(x, [47, 50], 3) for k in KINDS)
     assert np.allclose(combination.table(network, x, [47, 50], 3), expected)
+    older = Combination.from_state({**combination.state(), "weights": {"network": 0.4, "ets": 0.2, "arima": 0.2, "theta": 0.2}})
+    assert older.weights["network"] == [0.4]  # a run saved with one weight per member: that weight at every step
+    assert np.allclose(older.table(network, x, [47, 50], 3), combination.table(network, x, [47, 50], 3))
     low, high = combination.bounds(np.zeros((1, 3)), 80)  # past the calibrated steps: sqrt growth from the last
     assert np.allclose(high[0], [1.0, 2.0, 2.0 * math.sqrt(3 / 2)]) and np.allclose(low, -high)
 

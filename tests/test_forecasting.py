@@ -122,6 +122,30 @@ def test_build_forecaster_shapes_and_classic_mlp():
         LatentForecaster(stack=RecurrentStack(1, 4, "gru", bidirectional=True, batch_first=True))
 
 
+def test_side_by_side_members_forecast_their_mean_and_each_learns_alone():
+    from seqtool.nn.forecaster import MemberMLP
+
+    torch.manual_seed(0)
+    ens = build_forecaster("mlp", 4, 6, members=3)
+    assert isinstance(ens.net, MemberMLP) and ens.net.hidden.weight.shape == (3, 4, 6)
+    x = torch.randn(2, 9)
+    windows = x.unfold(1, 4, 1)
+    each = ens.member_predictions(windows)
+    assert each.shape == (2, 6, 3)
+    for m in range(3):  # member m is an ordinary tau -> hidden -> 1 MLP with its own slice of the weights
+        h = torch.relu(windows @ ens.net.hidden.weight[m] + ens.net.hidden.bias[m])
+        assert torch.allclose(each[..., m], (h @ ens.net.out.weight[m] + ens.net.out.bias[m]).squeeze(-1), atol=1e-6)
+    preds, _ = ens.encode(x)
+    assert torch.allclose(preds, each.mean(-1)) and torch.allclose(ens.rollout(x, 3)[:, 0], preds[:, -1])
+    assert not torch.equal(each[..., 0], each[..., 1])  # initialised differently
+    each[..., 1].sum().backward()  # one member's loss moves only that member's weights
+    grads = ens.net.hidden.weight.grad.abs().sum(dim=(1, 2))
+    assert grads[1] > 0 and grads[0] == 0 and grads[2] == 0
+    assert [p.shape for p in build_forecaster("mlp", 4, 10, members=1).parameters()] == [(10, 4), (10,), (1, 10), (1,)]
+    with pytest.raises(ValueError, match="mlp"):
+        build_forecaster("gru", 4, 10, members=2)
+
+
 def test_segment_predictions_roll_out_the_last_horizon_positions():
     half = linear_ar([0.0, 0.5])
     seg = SERIES[None, :6]  # 3 1 4 1 5 9

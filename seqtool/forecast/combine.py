@@ -5,14 +5,16 @@ calibrated on this series' own errors.
 Combining beats selecting: which single forecaster wins on a few validation points is mostly
 noise, while a mean of decent forecasters is rarely far from the best of them.
 
-- *Weights.* Every member forecasts the validation part (the last n_val values of the training
-  part: the network did not train on them, the statistical members were fitted before them) from
-  each origin in it, 1..K steps ahead. A member's raw weight is the inverse of its mean squared
-  error relative to the other members' (per step ahead, then averaged, so that long horizons do
-  not drown the short ones). A member more than TRIM times worse than the median member is left
-  out (weight 0: equal weights would otherwise hand a broken fit a full share); the others' raw
-  weights are shrunk toward equal weights by n / (n + SHRINK), n the number of validation origins. The statistical members are then refitted on the whole
-  training part for the forecasts that are reported.
+- *Weights, one set per step ahead.* Every member forecasts the validation part (the last n_val
+  values of the training part: the network did not train on them, the statistical members were
+  fitted before them) from each origin in it, 1..K steps ahead. At each k a member's raw weight is
+  the inverse of its mean squared error k steps ahead relative to the other members': a network
+  trained on one-step errors is often the best member at k = 1 and a weak one at k = 12, and one
+  compromise weight would serve neither. A member more than TRIM times worse than the median
+  member is left out (weight 0: equal weights would otherwise hand a broken fit a full share); the
+  others' raw weights are shrunk toward equal weights by n / (n + SHRINK), n the validation
+  origins with a target k steps ahead. Past K the weights of K hold. The statistical members are
+  then refitted on the whole training part for the forecasts that are reported.
 - *Intervals.* Split-conformal per step ahead, from the combination's errors at rolling origins
   over the training part (the latest CALIBRATION_ORIGINS of them): the half-width at level L, k
   steps ahead, is the ceil((n+1) L)-th smallest of the n absolute errors k steps ahead. Errors from
@@ -40,7 +42,7 @@ MIN_RESIDUALS = 30  # fewer errors than this at a step: the width says so and is
 
 @dataclass
 class Combination:
-    weights: dict[str, float]  # member -> weight, summing to 1 ('network' and the statistical kinds)
+    weights: dict[str, list[float]]  # member -> its weight at k = 1..K (each k's sum to 1; 'network' and the statistical kinds)
     members: dict[str, Statistical] = field(default_factory=dict)  # fitted on the whole training part
     widths: dict[int, list[float]] = field(default_factory=dict)  # level -> half-width for k = 1..K
     residuals: list[int] = field(default_factory=list)  # errors behind each step's widths
@@ -49,13 +51,19 @@ class Combination:
 
     @property
     def name(self) -> str:
-        return " + ".join(f"{w:.2f} {m}" for m, w in self.weights.items() if w > 0)
+        """The weights at k = 1 and, where they differ, at the last calibrated k."""
+        def at(j: int) -> str:
+            return " + ".join(f"{w[min(j, len(w) - 1)]:.2f} {m}" for m, w in self.weights.items() if w[min(j, len(w) - 1)] > 0)
+
+        steps = max((len(w) for w in self.weights.values()), default=1)
+        first, last = at(0), at(steps - 1)
+        return first if first == last else f"{first} at k=1, {last} at k={steps}"
 
     def table(self, network: np.ndarray, x: np.ndarray, origins: list[int], steps: int) -> np.ndarray:
         """The combined forecast table, given the network's for the same origins."""
         tables = {"network": network}
         for kind, member in self.members.items():
-            if self.weights.get(kind, 0) > 0:
+            if any(w > 0 for w in self.weights.get(kind, [])):
                 tables[kind] = member.table(x, origins, steps)
         return weighted_mean(tables, self.weights)
 
@@ -83,40 +91,55 @@ class Combination:
                                "(now replaced by a weighted combination with statsforecast's models): train it again to forecast "
                                "from it")
         members = {k: Statistical.from_state(s) for k, s in state["members"].items()}
-        return cls({k: float(v) for k, v in state["weights"].items()}, members,
+        return cls({k: [float(w) for w in (v if isinstance(v, list) else [v])] for k, v in state["weights"].items()}, members,
                    {int(k): [float(v) for v in w] for k, w in state["widths"].items()}, [int(n) for n in state["residuals"]],
                    state.get("validation", {}), float(state.get("inflation", 1.0)))
 
 
-def weighted_mean(tables: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """sum_m w_m table_m, the weights renormalised where a member has no forecast (nan)."""
-    names = [m for m in weights if weights[m] > 0 and m in tables]
+def weighted_mean(tables: dict[str, np.ndarray], weights: dict[str, float | list[float]]) -> np.ndarray:
+    """sum_m w_m table_m over tables (origins, steps): a member's weight is one number or one per step
+    (past its last step the last holds); renormalised where a member has no forecast (nan)."""
+    names = [m for m in weights if m in tables and np.any(np.asarray(weights[m]) > 0)]
     stack = np.stack([tables[m] for m in names])
-    w = np.asarray([weights[m] for m in names])[:, None, None]
+    steps = stack.shape[-1]
+
+    def per_step(v) -> np.ndarray:
+        v = np.atleast_1d(np.asarray(v, dtype=float))
+        return np.concatenate([v[:steps], np.full(max(0, steps - len(v)), v[-1])])
+
+    w = np.stack([per_step(weights[m]) for m in names])[:, None, :]
     ok = np.isfinite(stack)
     total = (w * ok).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, (np.where(ok, stack, 0.0) * w).sum(axis=0) / total, math.nan)
 
 
-def estimate_weights(tables: dict[str, np.ndarray], actual: np.ndarray, valid: np.ndarray, shrink: float = SHRINK) -> dict[str, float]:
-    """Inverse relative MSE on the validation windows, shrunk toward equal weights."""
+def estimate_weights(tables: dict[str, np.ndarray], actual: np.ndarray, valid: np.ndarray, shrink: float = SHRINK) -> dict[str, list[float]]:
+    """Each member's weight at every step ahead (the columns of `actual`): inverse relative MSE on the
+    validation windows, shrunk toward equal weights (see the module docstring). A step no window
+    reaches takes the weights of the step before it."""
     names = [m for m in tables if np.isfinite(tables[m][valid]).all()]
     if not names:
-        return {"network": 1.0}
-    relative = np.zeros(len(names))
-    steps = [j for j in range(actual.shape[1]) if valid[:, j].any()]
-    for j in steps:
-        mse = np.array([np.mean((tables[m][valid[:, j], j] - actual[valid[:, j], j]) ** 2) for m in names])
-        relative += mse / max(mse.mean(), 1e-300)
-    relative /= max(len(steps), 1)
+        return {"network": [1.0] * actual.shape[1]}
+    weights: dict[str, list[float]] = {m: [] for m in names}
+    for j in range(actual.shape[1]):
+        rows = valid[:, j]
+        if rows.any():
+            step = _step_weights(np.array([np.mean((tables[m][rows, j] - actual[rows, j]) ** 2) for m in names]), int(rows.sum()), shrink)
+        else:
+            step = np.array([weights[m][-1] for m in names]) if j else np.full(len(names), 1 / len(names))
+        for m, w in zip(names, step):
+            weights[m].append(float(w))
+    return weights
+
+
+def _step_weights(mse: np.ndarray, n: int, shrink: float) -> np.ndarray:
+    relative = mse / max(mse.mean(), 1e-300)
     kept = relative <= TRIM * np.median(relative)  # a member far worse than the typical one gets nothing
     raw = np.where(kept, 1 / np.maximum(relative, 1e-12), 0.0)
     raw /= raw.sum()
-    n = int(valid[:, 0].sum())
     share = n / (n + shrink)
-    weights = np.where(kept, share * raw + (1 - share) / kept.sum(), 0.0)
-    return {m: float(w) for m, w in zip(names, weights)}
+    return np.where(kept, share * raw + (1 - share) / kept.sum(), 0.0)
 
 
 def validation_mase(tables: dict[str, np.ndarray], actual: np.ndarray, valid: np.ndarray, scale: float) -> dict[str, float]:

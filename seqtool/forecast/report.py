@@ -20,6 +20,7 @@ def _rows(results: dict) -> list[dict]:
 def forecast_markdown(results: dict) -> str:
     r = results
     chosen = r.get("chosen_by", {})
+    members = r.get("members", 1)
     levels = sorted({int(key.split("-")[1]) for row in r["k_step"] for key in row if key.startswith("coverage-")})
     head = [
         "## Forecast evaluation",
@@ -30,8 +31,9 @@ def forecast_markdown(results: dict) -> str:
         f"{r['mase_scale']:.4g}",
         f"- transform: {r['transform']} (from {chosen.get('transform', '--transform')}); differences at lags "
         f"{', '.join(map(str, r['difference'])) or 'none'} (from {chosen.get('difference', '--difference')}); then standardised",
-        f"- network: {r['model']} reading {r['tau']} values; model = {r['combination']} (weights from the validation windows' "
-        "errors, shrunk toward equal; validation MASE: " + ", ".join(f"{name} {value:.3f}" for name, value in r.get("validation_mase", {}).items()) + ")",
+        f"- network: {r['model']}{f' x {members} side by side (their mean)' if members > 1 else ''} reading {r['tau']} values; "
+        f"model = {r['combination']} (weights per step ahead from the validation windows' errors, shrunk toward equal; "
+        "validation MASE: " + ", ".join(f"{name} {value:.3f}" for name, value in r.get("validation_mase", {}).items()) + ")",
         "- baselines on the same points: naive (last value), seasonal naive, drift, "
         + ", ".join(r.get("statistical", {}).values()) + " (statsforecast; chosen and fitted on the training part, the model "
         "fixed across origins), and ets+arima+theta, their plain mean",

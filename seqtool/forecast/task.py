@@ -95,6 +95,9 @@ class ForecastTask(Task):
                 "the future values the model has to predict"
             )
         parse_difference(spec.forecast.difference)
+        if spec.model.cell != "mlp" and spec.forecast.ensemble > 1:
+            raise UsageError(f"--ensemble {spec.forecast.ensemble}: a single-series {spec.model.cell} forecaster is one network; "
+                             "side-by-side members are for --model mlp (or --ensemble 1)")
 
     @classmethod
     def from_spec(cls, spec) -> "ForecastTask":
@@ -163,17 +166,18 @@ class ForecastTask(Task):
 
     @classmethod
     def from_checkpoint(cls, spec, task_state: dict) -> "ForecastTask":
+        spec.forecast.ensemble = int(task_state.get("members", 1))  # runs saved before single-series ensembles had one network
         return cls(spec, None, Transform.from_state(task_state["transform"]), task_state["n_train"], task_state["season"],
                    task_state["context"], task_state.get("n_val", 0), task_state.get("chosen"))
 
     def task_state(self) -> dict:
         return {"transform": self.transform.state(), "n_train": self.n_train, "season": self.season, "context": self.context,
-                "n_val": self.n_val, "chosen": self.chosen}
+                "n_val": self.n_val, "chosen": self.chosen, "members": self.spec.forecast.ensemble}
 
     def build_model(self) -> nn.Module:
         m = self.spec.model
         try:
-            model = build_forecaster(m.cell, self.context, m.hidden, m.layers, m.dropout, m.impl)
+            model = build_forecaster(m.cell, self.context, m.hidden, m.layers, m.dropout, m.impl, self.spec.forecast.ensemble)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if self.recurrent:
@@ -192,6 +196,10 @@ class ForecastTask(Task):
 
     def train_loss(self, model: Forecaster, batch, state, device):
         seg = batch.to(device, non_blocking=True)
+        if getattr(model, "members", 1) > 1 and self.spec.forecast.train_horizon == 1:  # each member fits its own errors
+            pred = model.member_predictions(seg[:, :-1].unfold(1, model.tau, 1))  # (batch, L - tau, members)
+            target = seg[:, model.min_context :, None]
+            return ((pred - target) ** 2).mean(), target.numel(), None
         pred = model.segment_predictions(seg, self.spec.forecast.train_horizon)
         target = seg[:, model.min_context :]
         return ((pred - target) ** 2).mean(), target.numel(), None
@@ -283,8 +291,8 @@ class ForecastTask(Task):
         curves["multi"] = multi["model"][0]
         result = {
             "series": self.series.name, "values": n, "n_train": n0, "n_val": self.n_val, "n_test": n - n0, "season": m,
-            "mase_scale": scale, "model": self.spec.model.cell, "tau": self.context, "transform": self.transform.name,
-            "difference": list(self.transform.lags), "chosen_by": self.chosen, "combination": combination.name,
+            "mase_scale": scale, "model": self.spec.model.cell, "members": self.spec.forecast.ensemble, "tau": self.context,
+            "transform": self.transform.name, "difference": list(self.transform.lags), "chosen_by": self.chosen, "combination": combination.name,
             "weights": combination.weights, "validation_mase": combination.validation,
             "statistical": {kind: member.name for kind, member in members.items()},
             "filled": self.series.filled, "gaps_filled": self.series.gaps_filled,

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from seqtool.nn.global_forecaster import MemberLinear
 from seqtool.nn.stack import RecurrentStack
 
 MODELS = ("mlp", "rnn", "gru", "lstm")
@@ -57,23 +58,49 @@ class Forecaster(nn.Module):
         return torch.stack(out, dim=1)
 
 
-class ARForecaster(Forecaster):
-    """x̂_t = net(x_{t-tau}, ..., x_{t-1}); the classic net is tau -> 10 -> 1 with a ReLU."""
+class MemberMLP(nn.Module):
+    """`members` independently initialised tau -> hidden -> 1 MLPs side by side, one batched matrix
+    product per layer: (..., tau) -> (..., members), every member's prediction."""
 
-    def __init__(self, tau: int, hidden: int = 10, net: nn.Module | None = None):
+    def __init__(self, members: int, tau: int, hidden: int):
+        super().__init__()
+        self.members = members
+        self.hidden, self.out = MemberLinear(members, tau, hidden), MemberLinear(members, hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(1, -1, x.shape[-1]).expand(self.members, -1, -1)
+        y = self.out(torch.relu(self.hidden(flat)))  # (members, N, 1)
+        return y.squeeze(-1).transpose(0, 1).reshape(*x.shape[:-1], self.members)
+
+
+class ARForecaster(Forecaster):
+    """x̂_t = net(x_{t-tau}, ..., x_{t-1}); the classic net is tau -> 10 -> 1 with a ReLU.
+
+    With `members` > 1 it is that many such nets side by side (MemberMLP) and x̂_t is their mean:
+    a small net fitted on a short series lands somewhere different from every initialisation, and
+    the mean of several is steadier than any one of them."""
+
+    def __init__(self, tau: int, hidden: int = 10, net: nn.Module | None = None, members: int = 1):
         super().__init__()
         self.tau = self.context = self.min_context = tau
-        self.net = net if net is not None else nn.Sequential(nn.Linear(tau, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.members = members
+        if net is None:
+            net = MemberMLP(members, tau, hidden) if members > 1 else nn.Sequential(nn.Linear(tau, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.net = net
+
+    def member_predictions(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows (..., tau) -> every member's prediction (..., members) (one column for a single net)."""
+        return self.net(windows)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """features (batch, tau) -> next value (batch,)."""
-        return self.net(features).squeeze(-1)
+        """features (batch, tau) -> next value (batch,): the members' mean."""
+        return self.net(features).mean(-1)
 
     def encode(self, x):
         if x.shape[1] < self.tau:
             raise ValueError(f"need at least tau={self.tau} values, got {x.shape[1]}")
         wins = x.unfold(1, self.tau, 1)  # (batch, length - tau + 1, tau)
-        return self.net(wins).squeeze(-1), x[:, -self.tau :]
+        return self(wins), x[:, -self.tau :]
 
     def advance(self, carry, value):
         window = torch.cat([carry[:, 1:], value[:, None]], dim=1)
@@ -109,9 +136,12 @@ class LatentForecaster(Forecaster):
         return self.head(out[:, -1]).squeeze(-1), state
 
 
-def build_forecaster(model: str, tau: int, hidden: int, layers: int = 1, dropout: float = 0.0, impl: str = "fused") -> Forecaster:
+def build_forecaster(model: str, tau: int, hidden: int, layers: int = 1, dropout: float = 0.0, impl: str = "fused",
+                     members: int = 1) -> Forecaster:
     if model == "mlp":
-        return ARForecaster(tau, hidden)
+        return ARForecaster(tau, hidden, members=members)
+    if members > 1:
+        raise ValueError(f"{model}: side-by-side members are for the mlp forecaster")
     if model in ("rnn", "gru", "lstm"):
         return LatentForecaster(model, hidden, layers, dropout, context=tau, impl=impl)
     raise ValueError(f"unknown forecasting model {model!r}; choose one of {', '.join(MODELS)}")
