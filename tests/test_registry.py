@@ -53,7 +53,7 @@ def test_a_registered_family_trains_evaluates_and_exports(cli, tmp_path, toy):
 
 def test_options_of_other_families_are_refused_for_it(cli, toy):
     result = cli("train", "--task", "toy", "--level", "word", "--dry-run")
-    assert (result.code, result.err) == (2, "seqtool: error: --level does not apply to task toy (it is used by lm, translate and classify)\n")
+    assert (result.code, result.err) == (2, "seqtool: error: --level does not apply to task toy (it is used by lm, translate, classify and tag)\n")
     assert "toy" in family("toy").title and list(families())[-1] == "toy"
 
 
