@@ -156,31 +156,33 @@ def vocab_memory(work: Path, rounds: int) -> None:
 
 
 def subword_encoding(work: Path, rounds: int, mb: int = 100) -> None:
-    """Tokenisation speed of the subword levels: a BPE model (8,000 pieces, learnt once on a 10 MB
-    sample) encoding a `mb` MB corpus through encode_chunks, the path preprocess and train take,
-    alternated with the word level's encoding of the same text; and the whole `seqtool preprocess
-    --level bpe` command (learning included) in its own process."""
+    """Tokenisation speed of the subword levels: a BPE and a unigram model (8,000 pieces each, learnt
+    once on a 10 MB sample) encoding a `mb` MB corpus through encode_chunks, the path preprocess and
+    train take, alternated with the word level's encoding of the same text; and the whole `seqtool
+    preprocess --level bpe|unigram` command (learning included) in its own process."""
     from seqtool.data.dataset import prepare_subwords, SubwordRequest
     from seqtool.data.store import TextSource, encode_chunks
 
     corpus, sample = work / "sub.txt", work / "sample.txt"
     build_corpus(corpus, mb * 1_000_000)
     build_corpus(sample, 10_000_000)
-    model = prepare_subwords([TextSource("sample", path=sample)], "bpe", "none", SubwordRequest(8000))
+    models = {kind: prepare_subwords([TextSource("sample", path=sample)], kind, "none", SubwordRequest(8000)) for kind in ("bpe", "unigram")}
     from seqtool.data.store import build_vocab, count_tokens
 
     words = build_vocab(count_tokens(TextSource("c", path=corpus), "word", "none"), 0, ("<eos>",))
 
     def encode(level: str) -> dict:
         start = time.perf_counter()
-        vocab, subwords = (model.vocab, model.subwords) if level == "bpe" else (words, None)
+        vocab, subwords = (models[level].vocab, models[level].subwords) if level in models else (words, None)
         tokens = sum(ids.size for ids in encode_chunks(TextSource("c", path=corpus), vocab, level, "none", subwords))
         return {"mb_per_s": mb / (time.perf_counter() - start), "tokens": tokens}
 
-    results = alternate({"encode, bpe 8,000 pieces": lambda: encode("bpe"), "encode, words": lambda: encode("word")}, rounds)
-    command = alternate({f"seqtool preprocess {mb} MB --level bpe --vocab-size 8000 --clean none --top 0":
-                         lambda: preprocess(corpus, work / "sub.tokens", ["--level", "bpe", "--vocab-size", "8000", "--clean", "none",
-                                                                          "--top", "0"])}, rounds)
+    results = alternate({"encode, bpe 8,000 pieces": lambda: encode("bpe"), "encode, unigram 8,000 pieces": lambda: encode("unigram"),
+                         "encode, words": lambda: encode("word")}, rounds)
+    command = alternate({f"seqtool preprocess {mb} MB --level {kind} --vocab-size 8000 --clean none --top 0":
+                         (lambda kind=kind: preprocess(corpus, work / "sub.tokens", ["--level", kind, "--vocab-size", "8000", "--clean",
+                                                                                     "none", "--top", "0"]))
+                         for kind in ("bpe", "unigram")}, rounds)
     print(f"\nSubword tokenisation of a {mb} MB corpus (--clean none): {rounds} alternated rounds, median (min-max)")
     for name, rows in results.items():
         print(f"{name:<72}{spread([r['mb_per_s'] for r in rows], ',.1f'):>16} MB/s   {rows[0]['tokens']:,} tokens")

@@ -56,6 +56,26 @@ def test_vocabulary_sizes_outside_the_usable_range_name_the_range(french):
         Subwords.from_state({"kind": "bpe", "model": "not base64!"})
 
 
+def test_a_large_text_is_learnt_from_a_uniform_sample_drawn_as_it_streams(monkeypatch):
+    from seqtool.data import subword
+    from seqtool.data.subword import sample_lines
+
+    lines = [f"line {i}" for i in range(100_000)]
+    assert sample_lines(iter(lines[:50]), 100) == (lines[:50], 50)  # all of a small text, in order
+    kept, total = sample_lines(iter(lines), 1_000)
+    assert total == 100_000 and len(kept) == 1_000 and len(set(kept)) == 1_000 and set(kept) <= set(lines)
+    assert sample_lines(iter(lines), 1_000) == (kept, total)  # seeded
+    positions = np.array([int(line.split()[1]) for line in kept])
+    assert abs(positions.mean() - 50_000) < 3_000 and (positions > 90_000).sum() > 50  # the whole text, not its head
+    monkeypatch.setitem(subword.LEARN_LINES, "bpe", 200)
+    seen = []
+    text = (f"w{i % 7} x{i % 5} y{i % 3}" for i in range(10_000))
+    Subwords.learn((seen.append(s) or s for s in text), "bpe", 16)
+    assert len(seen) == 10_000  # every line was read, one at a time
+    with pytest.raises(SeqtoolError, match=r"\(10,000 lines, 200 of them sampled\)"):
+        Subwords.learn((f"w{i % 7} x{i % 5} y{i % 3}" for i in range(10_000)), "bpe", 5000)
+
+
 def test_a_side_turns_sentences_into_pieces_and_back_into_words(french):
     side = P.Side(Subwords.learn(french, "unigram", 400))
     vocab = side.vocab(french, min_freq=5)

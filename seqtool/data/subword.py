@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import random
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -24,8 +25,10 @@ import numpy as np
 from seqtool.core.errors import SeqtoolError
 
 KINDS = ("bpe", "unigram")
-#: lines a model learns from at most (a seeded sample of a larger text: learning time and memory stay bounded)
-LEARN_LINES = 1_000_000
+#: lines a model learns from at most: a seeded sample of a larger text, drawn as the text streams by,
+#: so learning time and memory stay bounded whatever the corpus size. Unigram's learner builds a
+#: suffix array over its sample, about twice BPE's memory per line, so it reads fewer.
+LEARN_LINES = {"bpe": 1_000_000, "unigram": 300_000}
 #: sentencepiece's own reserved pieces, which seqtool's Vocab replaces with its specials
 _RESERVED = ("<unk>", "<s>", "</s>")
 
@@ -46,7 +49,7 @@ class Subwords:
         """A `kind` model of `vocab_size` pieces (specials included) learnt from `sentences`."""
         if kind not in KINDS:
             raise ValueError(f"unknown subword kind {kind!r}; choose one of {', '.join(KINDS)}")
-        lines = [s for s in sentences if s.strip()]
+        lines, total = sample_lines((s for s in sentences if s.strip()), LEARN_LINES[kind])
         if not lines:
             raise SeqtoolError(f"{what} has no text to learn a {kind} vocabulary from")
         out = io.BytesIO()
@@ -54,7 +57,8 @@ class Subwords:
             _train(lines, out, kind, vocab_size, hard=True)
         except RuntimeError as exc:
             low, high = _usable(lines, kind, str(exc))
-            raise SeqtoolError(f"--vocab-size {vocab_size} does not fit {what} ({len(lines):,} lines): a {kind} vocabulary "
+            sampled = f", {len(lines):,} of them sampled" if len(lines) < total else ""
+            raise SeqtoolError(f"--vocab-size {vocab_size} does not fit {what} ({total:,} lines{sampled}): a {kind} vocabulary "
                                f"here can have {low} to {high} pieces") from None
         return cls(kind, out.getvalue())
 
@@ -96,13 +100,29 @@ class Subwords:
             raise SeqtoolError(f"the run's subword model is damaged ({type(exc).__name__})") from None
 
 
+def sample_lines(lines: Iterable[str], cap: int, seed: int = 0) -> tuple[list[str], int]:
+    """-> (at most `cap` of the lines, how many there were): all of them, in order, when they fit;
+    else a uniform seeded sample kept as they stream by (reservoir sampling), never all in memory."""
+    kept: list[str] = []
+    rng = random.Random(seed)
+    total = 0
+    for total, line in enumerate(lines, 1):
+        if len(kept) < cap:
+            kept.append(line)
+        else:
+            j = rng.randrange(total)
+            if j < cap:
+                kept[j] = line
+    return kept, total
+
+
 def _train(lines: list[str], out: io.BytesIO, kind: str, vocab_size: int, hard: bool) -> None:
     import sentencepiece as spm
 
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines), model_writer=out, vocab_size=vocab_size, model_type=kind, character_coverage=1.0,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=hard, minloglevel=2, num_threads=2,
-        input_sentence_size=LEARN_LINES, shuffle_input_sentence=True)
+        input_sentence_size=0)  # every line given: they are already at most LEARN_LINES (sample_lines)
 
 
 def _usable(lines: list[str], kind: str, message: str) -> tuple[int, int]:
