@@ -17,11 +17,12 @@ at least 3):
 - the time budget: `seqtool train STORE --cell gru --max-seconds 20` on a 100 MB store, as typed and
   with `--val-tokens 0`: the whole command's wall time.
 
-- subwords: encoding a 100 MB corpus with a BPE model of 8,000 pieces against the word level, and
-  the whole `seqtool preprocess --level bpe` command.
+- subwords: encoding a 100 MB corpus with a BPE and a unigram model of 8,000 pieces against the word
+  level, and the whole `seqtool preprocess --level bpe|unigram` command.
 
 BENCH_PARTS (default "preprocess,train,budget,vocab,subword"; train: training on the preprocessed stores) chooses the parts; BENCH_BASELINE=DIR (a checkout of
-an earlier commit) adds that seqtool's default preprocess as a 'before' contender.
+an earlier commit) adds that seqtool's default preprocess (and, in the subword part, its preprocess
+--level bpe|unigram) as 'before' contenders, alternated with today's.
 
 Peak RSS is the process's own (wait4's ru_maxrss). Medians (min-max) over the rounds.
 """
@@ -179,10 +180,14 @@ def subword_encoding(work: Path, rounds: int, mb: int = 100) -> None:
 
     results = alternate({"encode, bpe 8,000 pieces": lambda: encode("bpe"), "encode, unigram 8,000 pieces": lambda: encode("unigram"),
                          "encode, words": lambda: encode("word")}, rounds)
-    command = alternate({f"seqtool preprocess {mb} MB --level {kind} --vocab-size 8000 --clean none --top 0":
-                         (lambda kind=kind: preprocess(corpus, work / "sub.tokens", ["--level", kind, "--vocab-size", "8000", "--clean",
-                                                                                     "none", "--top", "0"]))
-                         for kind in ("bpe", "unigram")}, rounds)
+    flags = ["--vocab-size", "8000", "--clean", "none", "--top", "0"]
+    commands = {f"seqtool preprocess {mb} MB --level {kind} --vocab-size 8000 --clean none --top 0":
+                (lambda kind=kind: preprocess(corpus, work / "sub.tokens", ["--level", kind, *flags])) for kind in ("bpe", "unigram")}
+    if baseline_env():  # the same commands from the BENCH_BASELINE checkout, alternated with today's
+        commands.update({f"before: preprocess {mb} MB --level {kind}":
+                         (lambda kind=kind: preprocess(corpus, work / "sub.tokens", ["--level", kind, *flags], baseline_env()))
+                         for kind in ("bpe", "unigram")})
+    command = alternate(commands, rounds)
     print(f"\nSubword tokenisation of a {mb} MB corpus (--clean none): {rounds} alternated rounds, median (min-max)")
     for name, rows in results.items():
         print(f"{name:<72}{spread([r['mb_per_s'] for r in rows], ',.1f'):>16} MB/s   {rows[0]['tokens']:,} tokens")

@@ -422,6 +422,8 @@ def test_a_tagger_on_subword_pieces_tags_every_word_once(cli, tmp_path):
     refused = cli("train", "--resume", "pieces", "--level", "word", "--epochs", "11")
     assert refused.code != 0 and "level" in refused.err
     assert "tagging reads word or subword" in one_error_line(cli("train", root, *FAST, "--level", "char", "--out", "chars"), 2)
+    too_big = one_error_line(cli("train", root, *FAST, "--level", "bpe", "--vocab-size", "5000", "--out", "big"))
+    assert "--vocab-size 5000 does not fit the training part" in too_big and not (tmp_path / "big").exists()
 
 
 def test_classify_and_tag_learn_the_shared_corpora(cli, tmp_path):

@@ -258,8 +258,9 @@ class ForecastSpec:
     combine: str = opt("auto", "auto: the reported forecast is the network combined with AutoETS, AutoARIMA and AutoTheta, weighted "
                        "per step ahead on validation windows and shrunk toward equal weights (panel: the network or its mean with Theta, "
                        "whichever validates best); none: the network alone.", tasks=FP, choices=("auto", "none"))
-    ensemble: int = opt(5, "Networks trained side by side from different initialisations, each on its own errors: the forecast "
-                        "is their mean (forecast, --model mlp) or median (panel).", tasks=FP, low=0, low_open=True, high=MAX_SIZE,
+    ensemble: int = opt(5, "Networks trained side by side from different initialisations, each on its own errors (forecast with "
+                        "--train-horizon > 1: their mean's rolled-out errors): the forecast is their mean (forecast, --model mlp) "
+                        "or median (panel).", tasks=FP, low=0, low_open=True, high=MAX_SIZE,
                         by_task={"forecast:recurrent": 1})
     history: int = opt(60, "Panel: training windows end within the last HISTORY x horizon values of each series (0 = anywhere).",
                        tasks=PN, low=0, high=MAX_SIZE)

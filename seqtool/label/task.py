@@ -86,6 +86,14 @@ class WordPieces:
         return pieces, starts
 
 
+def split_units(tokens: list[str], subwords: Subwords | None, word_pieces: WordPieces | None) -> list[str]:
+    """What the network reads for a sequence of words: the words, or their subword pieces (a tagger's
+    split word by word, so it knows where each word starts)."""
+    if not subwords or not tokens:
+        return tokens
+    return word_pieces.of_words(tokens)[0] if word_pieces else subwords.pieces(" ".join(tokens))
+
+
 class LabelTask(Task):
     """What classification and tagging share; `per_token` says which one this is."""
 
@@ -95,11 +103,11 @@ class LabelTask(Task):
     cuts_scored = True  # sequences past --max-len are cut for scoring too (tagging scores every token)
 
     def __init__(self, spec, parts: dict[str, list[D.Sequence]] | None, words: Index, chars: Index, labels: list[str],
-                 subwords: Subwords | None = None):
+                 subwords: Subwords | None = None, word_pieces: WordPieces | None = None):
         super().__init__(spec)
         self.words, self.chars, self.labels, self.subwords = words, chars, labels, subwords
         self.label_id = {label: i for i, label in enumerate(labels)}
-        self.word_pieces = WordPieces(subwords) if subwords and self.per_token else None
+        self.word_pieces = word_pieces or (WordPieces(subwords) if subwords and self.per_token else None)
         self.seen: set[str] | None = None  # tagging on subwords: the training part's words, for accuracy on unseen ones
         self.parts = parts or {}
         self.truncated: dict[str, int] = {}
@@ -131,11 +139,11 @@ class LabelTask(Task):
         counts = Counter(label for s in train for label in s.labels)
         labels = [label for label, _ in counts.most_common()]
         cls.check_labels(labels, d.corpus)
-        task = cls(spec, None, Index([PAD, UNK]), Index([PAD, UNK]), labels, subwords)  # only to split words into what it reads
-        units = [task.units(s.tokens) for s in train]
+        word_pieces = WordPieces(subwords) if subwords and cls.per_token else None
+        units = [split_units(s.tokens, subwords, word_pieces) for s in train]
         words = Index.build(Counter(word_key(w) for tokens in units for w in tokens), d.min_freq)
         chars = Index.build(Counter(c for tokens in units for w in tokens for c in w))
-        task = cls(spec, parts, words, chars, labels, subwords)
+        task = cls(spec, parts, words, chars, labels, subwords, word_pieces)
         if task.word_pieces:
             task.seen = {word_key(w) for s in train for w in s.tokens}
         task.label_counts = [counts[label] for label in labels]
@@ -155,10 +163,7 @@ class LabelTask(Task):
         return Subwords.learn((" ".join(s.tokens) for s in train), d.level, d.vocab_size)
 
     def units(self, tokens: list[str]) -> list[str]:
-        """What the network reads for a sequence of words: the words, or their subword pieces."""
-        if not self.subwords or not tokens:
-            return tokens
-        return self.word_pieces.of_words(tokens)[0] if self.word_pieces else self.subwords.pieces(" ".join(tokens))
+        return split_units(tokens, self.subwords, self.word_pieces)
 
     def known_word(self, word: str) -> bool:
         """Whether training saw this word (tagging reports the accuracy on the words it did not)."""
