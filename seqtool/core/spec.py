@@ -305,7 +305,7 @@ class LabelSpec:
                             "bidirectional LSTM over the word's characters).", tasks=LB, choices=("conv", "lstm"), by_task={"tag": "lstm"})
     members: int = opt(1, "Networks trained side by side from different initialisations, answering with the mean of their "
                        "probabilities (an ensemble in one run and one checkpoint; training and prediction take members x as long).",
-                       tasks=LB, low=0, low_open=True, high=16)
+                       tasks=LB, low=0, low_open=True, high=16, by_task={"tag": 2})
     adversarial: float = opt(0.0, "Adversarial training (Miyato et al. 2017): each batch is also fitted with its token encodings "
                              "moved this far (L2 norm per sequence) in the direction that raises the loss most; a regulariser "
                              "against memorising a small training set (0 = off; a step costs about twice as long).",
