@@ -277,6 +277,8 @@ def test_tag_train_eval_predict_export(cli, tmp_path):
     assert result.code == 0, result.err
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["task"] == "tag" and report["test"]["test_accuracy"] > 0.95 and report["test"]["test_span_f1"] > 0.9
+    state = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert {key.split(".")[1] for key in state} == {"0", "1"}  # tagging trains two members by default
     scored = json.loads(cli("eval", "run", root / "test.conllu", "--json").out)
     assert scored["accuracy"] == pytest.approx(report["test"]["test_accuracy"]) and scored["tokens"] == report["test"]["test_tokens"]
     out = cli("predict", "-c", "run", "anna smith likes tea", "zoe meets cats")
