@@ -159,8 +159,10 @@ def vocab_memory(work: Path, rounds: int) -> None:
 def subword_encoding(work: Path, rounds: int, mb: int = 100) -> None:
     """Tokenisation speed of the subword levels: a BPE and a unigram model (8,000 pieces each, learnt
     once on a 10 MB sample) encoding a `mb` MB corpus through encode_chunks, the path preprocess and
-    train take, alternated with the word level's encoding of the same text; and the whole `seqtool
-    preprocess --level bpe|unigram` command (learning included) in its own process."""
+    train take, alternated with the word level's encoding of the same text; both also line by line
+    (MAX_DISTINCT_WORDS = 0, what they always did before), and BPE on a 30 MB text whose every word is new
+    (a number appended to each: the case where encoding a word at a time cannot help); and the whole
+    `seqtool preprocess --level bpe|unigram` command (learning included) in its own process."""
     from seqtool.data.dataset import prepare_subwords, SubwordRequest
     from seqtool.data.store import TextSource, encode_chunks
 
@@ -172,13 +174,31 @@ def subword_encoding(work: Path, rounds: int, mb: int = 100) -> None:
 
     words = build_vocab(count_tokens(TextSource("c", path=corpus), "word", "none"), 0, ("<eos>",))
 
-    def encode(level: str) -> dict:
-        start = time.perf_counter()
-        vocab, subwords = (models[level].vocab, models[level].subwords) if level in models else (words, None)
-        tokens = sum(ids.size for ids in encode_chunks(TextSource("c", path=corpus), vocab, level, "none", subwords))
-        return {"mb_per_s": mb / (time.perf_counter() - start), "tokens": tokens}
+    new_words = work / "new.txt"
+    with open(corpus, encoding="utf-8") as fh, open(new_words, "w", encoding="utf-8") as out:
+        for n, line in enumerate(fh):
+            out.write(" ".join(f"{word}{n}" for word in line.split()) + "\n")
+            if out.tell() > 30_000_000:
+                break
 
-    results = alternate({"encode, bpe 8,000 pieces": lambda: encode("bpe"), "encode, unigram 8,000 pieces": lambda: encode("unigram"),
+    def encode(level: str, path: Path = corpus, distinct: float | None = None) -> dict:
+        from seqtool.data import subword
+
+        default, subword.MAX_DISTINCT_WORDS = subword.MAX_DISTINCT_WORDS, (subword.MAX_DISTINCT_WORDS if distinct is None else distinct)
+        try:
+            start = time.perf_counter()
+            vocab, subwords = (models[level].vocab, models[level].subwords) if level in models else (words, None)
+            tokens = sum(ids.size for ids in encode_chunks(TextSource("c", path=path), vocab, level, "none", subwords))
+            return {"mb_per_s": path.stat().st_size / 1e6 / (time.perf_counter() - start), "tokens": tokens}
+        finally:
+            subword.MAX_DISTINCT_WORDS = default
+
+    results = alternate({"encode, bpe 8,000 pieces": lambda: encode("bpe"),
+                         "encode, bpe 8,000 pieces, line by line": lambda: encode("bpe", distinct=0.0),
+                         "encode, bpe, 30 MB of new words": lambda: encode("bpe", new_words),
+                         "encode, bpe, 30 MB of new words, line by line": lambda: encode("bpe", new_words, 0.0),
+                         "encode, unigram 8,000 pieces": lambda: encode("unigram"),
+                         "encode, unigram 8,000 pieces, line by line": lambda: encode("unigram", distinct=0.0),
                          "encode, words": lambda: encode("word")}, rounds)
     flags = ["--vocab-size", "8000", "--clean", "none", "--top", "0"]
     commands = {f"seqtool preprocess {mb} MB --level {kind} --vocab-size 8000 --clean none --top 0":

@@ -224,16 +224,45 @@ def test_pieces_spell_their_characters_for_bits_per_character():
     assert spelled_sizes(vocab, "bpe", [0] * 6, ids) == (4 + 2 + 2 + 0 + 1 + 2, 4 + 2 + 2 + 0 + 1 + 3)
 
 
-def test_encoding_lines_in_numpy_equals_looking_up_every_piece(french):
+@pytest.mark.parametrize("distinct", [0.0, 1.0], ids=["line-by-line", "word-at-a-time"])
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_encoding_lines_in_numpy_equals_looking_up_every_piece(french, monkeypatch, kind, distinct):
+    from seqtool.data import subword
     from seqtool.data.store import TextSource, encode_chunks
     from seqtool.data.text import EOS, UNK, Vocab
 
-    model = Subwords.learn(french, "bpe", 300)
+    monkeypatch.setattr(subword, "MAX_DISTINCT_WORDS", distinct)  # 1.0: BPE always word at a time, 0.0: never
+    monkeypatch.setattr(subword, "WORD_BLOCK", 7)  # many blocks of lines, sharing one table of distinct words
+    model = Subwords.learn(french, kind, 300)
     vocab = Vocab([UNK, EOS] + model.vocabulary())
-    text = "je suis chez moi .\n\nça ira , zébulon €\nva !\n"  # an empty line, a character never learnt
-    ids = np.concatenate(list(encode_chunks(TextSource("t", text=text), vocab, "bpe", "none", model)))
+    # an empty line, characters never learnt (one run of two), spaces sentencepiece collapses or
+    # normalises (two spaces, a tab, no-break and ideographic spaces), a combining accent, a
+    # full-width letter, a word that is only a space mark, leading and trailing spaces
+    text = ("je suis chez moi .\n\nça ira , zébulon €€\nva !\n  deux  espaces\tet\u00a0un\u3000mot \n"
+            "e\u0301te\u0301 \uff21 \u2581 ! \n" + "\n".join(french[:300]) + "\n")
+    ids = np.concatenate(list(encode_chunks(TextSource("t", text=text), vocab, kind, "none", model)))
     expected = [i for line in text.split("\n")[:-1] for i in (*vocab.encode(model.pieces(line)), vocab.index(EOS))]
     assert ids.tolist() == expected and ids.dtype == np.uint16
+
+
+def test_natural_text_is_encoded_a_distinct_word_at_a_time(french, monkeypatch):
+    """The default threshold sends a natural chunk (words repeat) through the word-at-a-time path and
+    text of ever-new words line by line; both give what line-by-line encoding gives."""
+    from seqtool.data.text import EOS, UNK, Vocab
+
+    model = Subwords.learn(french, "bpe", 300)
+    table = model.id_table(Vocab([UNK, EOS] + model.vocabulary()).stoi, np.uint16)
+    calls = []
+    word_at_a_time = Subwords._ids_of_words
+    monkeypatch.setattr(Subwords, "_ids_of_words", lambda self, *a: calls.append(word_at_a_time(self, *a)) or calls[-1])
+    natural = french * 4  # 6,000 lines of 1,500 sentences: a few per cent of the words are distinct
+    new_words = [" ".join(f"{w}{i}{j}" for j, w in enumerate(line.split())) for i, line in enumerate(french)]
+    for lines, word_at_a_time_answered in ((natural, True), (new_words, False)):
+        calls.clear()
+        ids = model.ids_of_lines(lines, table, 1)
+        assert [answer is not None for answer in calls] == [word_at_a_time_answered]
+        rows = model._sp.encode(lines, out_type=int)
+        assert ids.tolist() == [i for row in rows for i in (*table[row].tolist(), 1)]
 
 
 def test_a_subword_model_learns_from_the_training_part_only():
