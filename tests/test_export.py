@@ -8,6 +8,7 @@ import io
 import json
 
 import pytest
+import torch
 
 from conftest import TINY
 
@@ -117,15 +118,20 @@ def test_refusals_are_one_line_and_leave_no_file(cli, tmp_path, tiny_text, monke
 PAIRS = "go .\tva !\nhi .\tsalut !\nrun !\tcours !\nwait .\tattends .\nhelp !\tà l'aide !\nstop !\tarrête !\nI won .\tj'ai gagné .\n"
 
 
-@pytest.mark.parametrize("cell, attention", [("gru", "additive"), ("lstm", "none")])
-def test_a_translator_exports_encoder_and_decoder_and_onnxruntime_decodes_the_same(cli, tmp_path, cell, attention):
+@pytest.mark.parametrize("cell, attention, members", [("gru", "additive", 1), ("lstm", "none", 1), ("gru", "additive", 2)])
+def test_a_translator_exports_encoder_and_decoder_and_onnxruntime_decodes_the_same(cli, tmp_path, cell, attention, members):
+    """One graph pair per translator; --members 2 exports each member's pair, averaged as torch averages them."""
     (tmp_path / "pairs.tsv").write_text(PAIRS * 8)
     result = cli("train", "pairs.tsv", "--embed", "16", "--hidden", "16", "--layers", "2", "--cell", cell, "--attention", attention,
-                 "--steps", "5", "--val-fraction", "0.3", "--epochs", "30", "--batch", "8", "--threads", "1", "--max-seconds", "0", "--out", "run", "--quiet")
+                 "--members", str(members), "--steps", "5", "--val-fraction", "0.3", "--epochs", "30", "--batch", "8", "--threads", "1",
+                 "--max-seconds", "0", "--out", "run", "--quiet")
     assert result.code == 0, result.err
+    weights = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert {key.split(".")[1] if key.startswith("members.") else None for key in weights} == ({"0", "1"} if members == 2 else {None})
     result = cli("export", "run", "--out", "t.onnx")
     assert result.code == 0, result.err
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("t.")) == ["t.decoder.onnx", "t.encoder.onnx", "t.json"]
+    parts = [f"{part}.{i}" for i in range(members) for part in ("encoder", "decoder")] if members > 1 else ["encoder", "decoder"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("t.")) == sorted([*(f"t.{part}.onnx" for part in parts), "t.json"])
     sentences = ["Go.", "Run!", "I won.", "Help!", "Wait, stop!"]
     for beam in ("1", "3"):
         args = ["translate", "-c", "run", "--beam", beam, "--nbest", beam, "--json", *sentences]

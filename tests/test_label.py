@@ -208,7 +208,7 @@ def test_adversarial_training_fits_the_loss_at_the_most_harmful_nearby_encodings
     root = write_classify_layout(tmp_path / "data")
     eps = 0.5
     spec = resolve_spec(None, str(root), {"task": "classify", "label.adversarial": eps, "model.dropout": 0.0, "train.unk_rate": 0.0,
-                                          "model.embed": 8, "model.hidden": 6, "label.members": 2})
+                                          "model.embed": 8, "model.hidden": 6, "model.members": 2})
     task = ClassifyTask.from_spec(spec)
     torch.manual_seed(0)
     model = task.build_model()

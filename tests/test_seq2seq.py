@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from seqtool.nn.seq2seq import Seq2Seq, masked_cross_entropy
+from seqtool.nn.seq2seq import MeanOfMembers, Seq2Seq, Seq2SeqEnsemble, masked_cross_entropy
 from seqtool.translate.pairs import BOS_ID, EOS_ID, PAD_ID, decoder_input
 from seqtool.translate.search import beam_search, greedy
 
@@ -38,6 +38,41 @@ def test_teacher_forcing_equals_step_by_step_decoding(config):
     assert logits.shape == (5, 7, 13)
     torch.testing.assert_close(torch.stack(steps, 1), logits, atol=1e-5, rtol=1e-5)
     assert (weights is None) == (config["attention"] == "none")
+
+
+@pytest.mark.parametrize("attention", ["none", "additive"])
+def test_an_ensemble_decodes_with_its_members_mean_probability(attention):
+    """Teacher forcing and step-by-step decoding both give log(mean of the members' softmaxes); each
+    member's own logits stay available for training; the attention is the members' mean; search
+    drives the ensemble unchanged (beam 1 is greedy) and rows reorder alike in every member."""
+    torch.manual_seed(0)
+    members = [Seq2Seq(12, 13, embed=8, hidden=16, layers=1, cell="gru", attention=attention) for _ in range(3)]
+    ensemble = Seq2SeqEnsemble(members).eval()
+    src, lengths, tgt = _batch()
+    with torch.no_grad():
+        mean = torch.stack([member(src, lengths, tgt).softmax(-1) for member in members]).mean(0)
+        torch.testing.assert_close(ensemble(src, lengths, tgt).exp(), mean, atol=1e-6, rtol=1e-5)
+        assert ensemble(src, lengths, tgt, per_member=True).shape == (3, 5, 7, 13)
+        state, steps = ensemble.start(src, lengths), []
+        order = torch.tensor([4, 0, 0, 2, 1])
+        for t in range(tgt.size(1)):
+            logp, state, weights = ensemble.step(tgt[:, t], state)
+            steps.append(logp)
+        torch.testing.assert_close(torch.stack(steps, 1).exp(), mean, atol=1e-6, rtol=1e-5)
+        if attention == "additive":
+            alone = [member.step(tgt[:, 0], member.start(src, lengths))[2] for member in members]
+            torch.testing.assert_close(ensemble.step(tgt[:, 0], ensemble.start(src, lengths))[2], torch.stack(alone).mean(0))
+        else:
+            assert weights is None
+        moved = ensemble.start(src, lengths).select(order)
+        again = ensemble.step(tgt[order, 0], moved)[0]
+        torch.testing.assert_close(again, ensemble.step(tgt[:, 0], ensemble.start(src, lengths))[0][order])
+        assert [h.tokens for h in greedy(ensemble, src, lengths, BOS_ID, EOS_ID, 6)] == \
+            [b[0].tokens for b in beam_search(ensemble, src, lengths, BOS_ID, EOS_ID, 6, beam=1)]
+        one = MeanOfMembers(members[:1])
+        torch.testing.assert_close(one.step(tgt[:, 0], one.start(src, lengths))[0],
+                                   members[0].step(tgt[:, 0], members[0].start(src, lengths))[0].log_softmax(-1))
+    assert not ensemble.training and MeanOfMembers(members).train().training and all(m.training for m in members)
 
 
 @pytest.mark.parametrize("attention", ["none", "additive"])

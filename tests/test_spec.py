@@ -41,6 +41,14 @@ def test_to_dict_and_yaml_round_trip(tmp_path):
     assert load_spec(write(tmp_path, spec.to_yaml())) == spec
 
 
+def test_members_saved_under_label_read_as_the_model_option_every_family_shares(tmp_path):
+    """label.members (classify and tag runs before translation had members) is model.members now."""
+    old = from_dict({"task": "tag", "label": {"members": 3, "char_embed": 20}})
+    assert old.model.members == 3 and old.label.char_embed == 20
+    assert from_dict({"task": "tag"}).model.members == 2 and from_dict({"task": "translate"}).model.members == 1
+    assert load_spec(write(tmp_path, "task: classify\nlabel:\n  members: 4\n")).model.members == 4
+
+
 def test_yaml_sections_set_fields_and_coerce_ints_to_floats(tmp_path):
     spec = load_spec(write(tmp_path, """
 task: lm

@@ -73,6 +73,34 @@ def test_evaluate_reports_loss_bleu_and_chrf_and_translate_keeps_order(task):
     assert [h.tokens for h in alone[0]] == [h.tokens for h in out[2]]
 
 
+def test_members_train_side_by_side_each_on_its_own_loss(tmp_path):
+    """--members 2: two translators initialised apart in one model; the training loss is the mean of
+    their own losses, so each member's gradient is half of what its loss alone gives it."""
+    from seqtool.nn.seq2seq import Seq2SeqEnsemble, masked_cross_entropy
+    from seqtool.translate.pairs import decoder_input
+
+    corpus = tmp_path / "pairs.tsv"
+    corpus.write_text(PAIRS, encoding="utf-8")
+    spec = apply_overrides(RunSpec(), {"task": "translate", "data.corpus": str(corpus), "data.level": "word", "data.steps": 4,
+                                       "data.val_fraction": 0.25, "model.embed": 8, "model.hidden": 8, "model.layers": 1,
+                                       "model.dropout": 0.0, "train.batch": 4, "model.members": 2})
+    task = TranslationTask.from_spec(spec)
+    torch.manual_seed(0)
+    model = task.build_model()
+    assert isinstance(model, Seq2SeqEnsemble) and len(model.members) == 2
+    first, second = (dict(m.named_parameters()) for m in model.members)
+    assert not torch.equal(first["out.weight"], second["out.weight"])  # initialised apart
+    batch = next(task.train_batches(0, torch.Generator().manual_seed(0)))
+    loss, count, _ = task.train_loss(model, batch, None, torch.device("cpu"))
+    src, src_len, tgt, tgt_len = batch
+    own = [masked_cross_entropy(m(src, src_len, decoder_input(tgt)), tgt, tgt_len, spec.translate.label_smoothing)[0] for m in model.members]
+    torch.testing.assert_close(loss, (own[0] + own[1]) / 2)
+    loss.backward()
+    alone = torch.autograd.grad(own[1], list(model.members[1].parameters()))
+    for p, g in zip(model.members[1].parameters(), alone):
+        torch.testing.assert_close(p.grad, g / 2)
+
+
 def test_a_checkpointed_task_rebuilds_the_same_model_shape(task):
     again = TranslationTask.from_checkpoint(task.spec, task.task_state())
     assert again.task_state() == task.task_state()

@@ -168,6 +168,9 @@ class ModelSpec:
                     choices=("fused", "scratch"))
     init: str = opt("default", "Recurrent weight initialisation: default or orthogonal.", choices=("default", "orthogonal"))
     forget_bias: float = opt(1.0, "LSTM forget-gate bias at initialisation.")
+    members: int = opt(1, "Networks trained side by side from different initialisations, answering with the mean of their "
+                       "probabilities (an ensemble in one run and one checkpoint; training and prediction take members x as long).",
+                       tasks=TR + LB, low=0, low_open=True, high=16, by_task={"tag": 2})
 
 
 @dataclass
@@ -303,9 +306,6 @@ class LabelSpec:
                           by_task={"tag": 100})
     char_encoder: str = opt("conv", "The character encoding: conv (a width-3 convolution, maximum over the word) or lstm (a "
                             "bidirectional LSTM over the word's characters).", tasks=LB, choices=("conv", "lstm"), by_task={"tag": "lstm"})
-    members: int = opt(1, "Networks trained side by side from different initialisations, answering with the mean of their "
-                       "probabilities (an ensemble in one run and one checkpoint; training and prediction take members x as long).",
-                       tasks=LB, low=0, low_open=True, high=16, by_task={"tag": 2})
     adversarial: float = opt(0.0, "Adversarial training (Miyato et al. 2017): each batch is also fitted with its token encodings "
                              "moved this far (L2 norm per sequence) in the direction that raises the loss most; a regulariser "
                              "against memorising a small training set (0 = off; a step costs about twice as long).",
@@ -353,7 +353,8 @@ class RunSpec:
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(RunSpec) if f.name != "task"}
 #: keys renamed so that every YAML key is its flag; old checkpoints and spec files still use these
-LEGACY_KEYS = {"output.dir": "output.out", "translate.target": "translate.tgt", "translate.max_len": "data.max_len"}
+LEGACY_KEYS = {"output.dir": "output.out", "translate.target": "translate.tgt", "translate.max_len": "data.max_len",
+               "label.members": "model.members"}
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,10 @@ export traces.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from seqtool.nn.members import log_mean_probability
 from seqtool.nn.stack import RecurrentStack
 
 POOLS = ("last", "mean", "max", "attention")
@@ -161,4 +160,4 @@ class Ensemble(nn.Module):
         logits = torch.stack([member(ids, lengths, chars) for member in self.members])
         if per_member:
             return logits
-        return logits.log_softmax(-1).logsumexp(0) - math.log(len(self.members))
+        return log_mean_probability(logits)

@@ -242,7 +242,7 @@ class LabelTask(Task):
 
     def member_logits(self, model, batch: dict, device) -> torch.Tensor:
         """Each member's logits, stacked (members, n, ...): what training fits, every member on its own loss."""
-        if self.spec.label.members == 1:
+        if self.spec.model.members == 1:
             return self.forward(model, batch, device).unsqueeze(0)
         chars = batch.get("chars")
         return model(batch["ids"].to(device, non_blocking=True), batch["lengths"],
@@ -327,7 +327,7 @@ class LabelTask(Task):
         """One network, or --members of them initialised one after another (so differently) as an Ensemble."""
         m = self.spec.model
         members = []
-        for _ in range(self.spec.label.members):
+        for _ in range(self.spec.model.members):
             member = self.network()
             member.rnn.reset_parameters(orthogonal=m.init == "orthogonal", forget_bias=m.forget_bias if m.cell == "lstm" else None)
             members.append(member)

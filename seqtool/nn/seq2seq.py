@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqtool.nn.members import log_mean_probability
 from seqtool.nn.stack import RecurrentStack, State
 
 ATTENTIONS = ("none", "additive")
@@ -182,6 +183,79 @@ class Seq2Seq(nn.Module):
             step_logits, state, _ = self.step(tgt_in[:, t], state)
             logits.append(step_logits)
         return torch.stack(logits, dim=1)
+
+
+@dataclass
+class MembersState:
+    """Each member's decoder state; `select` reorders/repeats the rows of all of them alike."""
+
+    states: list
+
+    def select(self, index: torch.Tensor) -> "MembersState":
+        return MembersState([state.select(index) for state in self.states])
+
+
+class MeanOfMembers:
+    """Several decoders (anything with start and step: Seq2Seq, an exported graph pair) searched as
+    one: each step's answer is the log of the members' mean next-token probability, and the
+    attention the members' mean. Search takes a log-softmax of what step returns; of these
+    log-probabilities it is the identity, so greedy and beam search need no change."""
+
+    def __init__(self, members: list):
+        self.members = list(members)
+
+    def start(self, src: torch.Tensor, src_len: torch.Tensor) -> MembersState:
+        return MembersState([member.start(src, src_len) for member in self.members])
+
+    def step(self, tokens: torch.Tensor, state: MembersState):
+        answers = [member.step(tokens, s) for member, s in zip(self.members, state.states)]
+        weights = [w for _, _, w in answers if w is not None]
+        attention = torch.stack(weights).mean(0) if weights else None
+        logp = log_mean_probability(torch.stack([logits for logits, _, _ in answers]))
+        return logp, MembersState([new for _, new, _ in answers]), attention
+
+    @property
+    def training(self) -> bool:
+        return any(getattr(member, "training", False) for member in self.members)
+
+    def eval(self):
+        return self.train(False)
+
+    def train(self, mode: bool = True):
+        for member in self.members:
+            member.train(mode)
+        return self
+
+
+class Seq2SeqEnsemble(nn.Module):
+    """Translators initialised apart and trained side by side on the same batches, each on its own
+    loss (so they stay different), that translate together: every decoding step uses the mean of
+    their next-token probabilities (MeanOfMembers). On a few thousand sentence pairs one network's
+    BLEU swings with its initialisation; the mean of a few is steadier and better than a typical one."""
+
+    def __init__(self, members: list[Seq2Seq]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, src, src_len, tgt_in, per_member: bool = False) -> torch.Tensor:
+        """Teacher forcing: the log of the mean probability (n, tgt_steps, vocab), which any cross
+        entropy reads as logits; with per_member each member's logits (members, n, tgt_steps, vocab)."""
+        logits = torch.stack([member(src, src_len, tgt_in) for member in self.members])
+        if per_member:
+            return logits
+        return log_mean_probability(logits)
+
+    def start(self, src: torch.Tensor, src_len: torch.Tensor) -> MembersState:
+        return MeanOfMembers(self.members).start(src, src_len)
+
+    def step(self, tokens: torch.Tensor, state: MembersState):
+        return MeanOfMembers(self.members).step(tokens, state)
+
+
+def members_of(model: nn.Module) -> list[Seq2Seq]:
+    """The translators inside a (DDP-wrapped) translator or ensemble."""
+    model = getattr(model, "module", model)
+    return list(model.members) if isinstance(model, Seq2SeqEnsemble) else [model]
 
 
 def masked_cross_entropy(logits, target, valid_len, label_smoothing: float = 0.0):

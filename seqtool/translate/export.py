@@ -18,7 +18,7 @@ from torch import nn
 
 from seqtool.core.errors import SeqtoolError
 from seqtool.core.export import Graph
-from seqtool.nn.seq2seq import DecoderState, Seq2Seq
+from seqtool.nn.seq2seq import DecoderState, MeanOfMembers, Seq2Seq, members_of
 
 
 def width(spec) -> int:
@@ -89,8 +89,17 @@ def scratch_twin(model: Seq2Seq) -> Seq2Seq:
 
 
 def graphs(r) -> list[Graph]:
-    model: Seq2Seq = scratch_twin(r.model)
-    lstm, S = model.cell == "lstm", width(r.spec)
+    """The encoder and decoder-step graphs; an ensemble's members each get their pair (encoder.0,
+    decoder.0, encoder.1, ...), which onnx_translator averages (MeanOfMembers) as torch does."""
+    members = members_of(r.model)
+    if len(members) == 1:
+        return member_graphs(r.spec, members[0])
+    return [g for i, member in enumerate(members) for g in member_graphs(r.spec, member, f".{i}")]
+
+
+def member_graphs(spec, original: Seq2Seq, suffix: str = "") -> list[Graph]:
+    model: Seq2Seq = scratch_twin(original)
+    lstm, S = model.cell == "lstm", width(spec)
     generator = torch.Generator().manual_seed(0)
     src_vocab = model.src_embed.num_embeddings
 
@@ -102,13 +111,13 @@ def graphs(r) -> list[Graph]:
         return {"src": src, "src_len": lengths}
 
     states = ("h", "c") if lstm else ("h",)
-    encoder = Graph("encoder", EncoderGraph(model), sources(3), sources(6), ["memory", "keys", *states, "context"],
-                    {"src": {0: "batch"}, "src_len": {0: "batch"}}, reference=EncoderReference(r.model))
+    encoder = Graph(f"encoder{suffix}", EncoderGraph(model), sources(3), sources(6), ["memory", "keys", *states, "context"],
+                    {"src": {0: "batch"}, "src_len": {0: "batch"}}, reference=EncoderReference(original))
 
     def step_inputs(n: int) -> dict[str, torch.Tensor]:
         src = sources(n)
         with torch.no_grad():
-            memory, keys, *rest = EncoderReference(r.model)(src["src"], src["src_len"])
+            memory, keys, *rest = EncoderReference(original)(src["src"], src["src_len"])
         context = rest[-1]
         mask = torch.arange(S)[None, :] < src["src_len"][:, None]
         tokens = torch.randint(4, model.out.out_features, (n,), generator=generator)
@@ -125,8 +134,15 @@ def graphs(r) -> list[Graph]:
 
     dynamic = {name: {1 if name in states else 0: "batch"} for name in kept}
     outputs = ["logits", *(f"{s}_out" for s in states), *(["attention"] if attention else [])]
-    decoder = Graph("decoder", step_graph(model), step_feed(3), step_feed(6), outputs, dynamic, reference=step_graph(r.model))
+    decoder = Graph(f"decoder{suffix}", step_graph(model), step_feed(3), step_feed(6), outputs, dynamic, reference=step_graph(original))
     return [encoder, decoder]
+
+
+def onnx_translator(sessions: dict, spec):
+    """The exported translator as search drives it: one graph pair, or an ensemble's pairs averaged."""
+    if spec.model.members == 1:
+        return OnnxTranslator(sessions["encoder"], sessions["decoder"], spec)
+    return MeanOfMembers([OnnxTranslator(sessions[f"encoder.{i}"], sessions[f"decoder.{i}"], spec) for i in range(spec.model.members)])
 
 
 class OnnxTranslator:
@@ -135,8 +151,8 @@ class OnnxTranslator:
 
     training = False
 
-    def __init__(self, sessions: dict, spec):
-        self.encoder, self.decoder, self.spec = sessions["encoder"], sessions["decoder"], spec
+    def __init__(self, encoder, decoder, spec):
+        self.encoder, self.decoder, self.spec = encoder, decoder, spec
         self.lstm, self.width, self.attention = spec.model.cell == "lstm", width(spec), spec.translate.attention != "none"
 
     def eval(self):

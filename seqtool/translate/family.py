@@ -17,7 +17,7 @@ TRANSLATE = Family(
     ),
     eval_help="BLEU and chrF on sentence pairs or the run's test split",
     graphs="seqtool.translate.export:graphs",
-    engine="seqtool.translate.export:OnnxTranslator",
+    engine="seqtool.translate.export:onnx_translator",
     commands="seqtool.translate.commands",
     claims="seqtool.translate.pairs:claims",
 )

@@ -12,7 +12,7 @@ from torch import nn
 
 from seqtool.translate import pairs as P
 from seqtool.core.errors import SeqtoolError, UsageError
-from seqtool.nn.seq2seq import Seq2Seq, masked_cross_entropy
+from seqtool.nn.seq2seq import Seq2Seq, Seq2SeqEnsemble, masked_cross_entropy
 from seqtool.translate.search import Hypothesis, beam_search, greedy
 from seqtool.core.task import Task
 from seqtool.data.subword import Subwords
@@ -142,6 +142,11 @@ class TranslationTask(Task):
         return Encoded(src, src_len, tgt, tgt_len)
 
     def build_model(self) -> nn.Module:
+        """One translator, or --members of them initialised one after another (so differently) as an ensemble."""
+        members = [self._translator() for _ in range(self.spec.model.members)]
+        return members[0] if len(members) == 1 else Seq2SeqEnsemble(members)
+
+    def _translator(self) -> Seq2Seq:
         m, tr = self.spec.model, self.spec.translate
         model = Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), m.embed, m.hidden, m.layers, m.cell, m.dropout,
                         m.bidirectional, tr.attention, pad_id=P.PAD_ID, impl=m.impl, tie_weights=m.tie_weights,
@@ -162,9 +167,12 @@ class TranslationTask(Task):
 
     def train_loss(self, model, batch, state, device):
         src, src_len, tgt, tgt_len = (t.to(device, non_blocking=True) for t in batch)
-        logits = model(src, src_len, P.decoder_input(tgt))
-        loss, count = masked_cross_entropy(logits, tgt, tgt_len, self.spec.translate.label_smoothing)
-        return loss, count, None
+        if self.spec.model.members == 1:
+            logits = model(src, src_len, P.decoder_input(tgt)).unsqueeze(0)
+        else:  # every member fits its own loss, so they stay different
+            logits = model(src, src_len, P.decoder_input(tgt), per_member=True)
+        fits = [masked_cross_entropy(member, tgt, tgt_len, self.spec.translate.label_smoothing) for member in logits]
+        return sum(loss for loss, _ in fits) / len(fits), fits[0][1], None
 
     @torch.no_grad()
     def evaluate(self, model, device) -> dict[str, float]:
