@@ -142,6 +142,14 @@ def test_a_translator_exports_encoder_and_decoder_and_onnxruntime_decodes_the_sa
         assert [[h["text"] for h in r["translations"]] for r in by_onnx] == [[h["text"] for h in r["translations"]] for r in by_torch]
         for a, b in zip(by_onnx, by_torch):
             assert [h["score"] for h in a["translations"]] == pytest.approx([h["score"] for h in b["translations"]], abs=1e-4)
+    if members > 1:  # a sidecar that lost a member's graph is refused in one line
+        sidecar = json.loads((tmp_path / "t.json").read_text())
+        del sidecar["graphs"]["decoder.1"]
+        (tmp_path / "u.json").write_text(json.dumps(sidecar))
+        for name in ("encoder.0", "decoder.0", "encoder.1"):
+            (tmp_path / f"u.{name}.onnx").write_bytes((tmp_path / f"t.{name}.onnx").read_bytes())
+        result = cli("translate", "-c", "run", "--engine", "onnxruntime", "--onnx", "u.onnx", "Go.")
+        assert (result.code, result.err) == (1, "seqtool: error: the ONNX export has no decoder.1 graph for this 2-member translator; export again\n")
     long = " ".join(["go"] * 12)
     result = cli("translate", "-c", "run", "--engine", "onnxruntime", "--onnx", "t.onnx", long)
     assert result.code == 1 and result.err == "seqtool: error: a sentence has 13 tokens; the exported encoder reads at most 10\n"

@@ -140,9 +140,12 @@ def member_graphs(spec, original: Seq2Seq, suffix: str = "") -> list[Graph]:
 
 def onnx_translator(sessions: dict, spec):
     """The exported translator as search drives it: one graph pair, or an ensemble's pairs averaged."""
-    if spec.model.members == 1:
-        return OnnxTranslator(sessions["encoder"], sessions["decoder"], spec)
-    return MeanOfMembers([OnnxTranslator(sessions[f"encoder.{i}"], sessions[f"decoder.{i}"], spec) for i in range(spec.model.members)])
+    suffixes = [""] if spec.model.members == 1 else [f".{i}" for i in range(spec.model.members)]
+    missing = [f"{part}{suffix}" for suffix in suffixes for part in ("encoder", "decoder") if f"{part}{suffix}" not in sessions]
+    if missing:
+        raise SeqtoolError(f"the ONNX export has no {missing[0]} graph for this {spec.model.members}-member translator; export again")
+    members = [OnnxTranslator(sessions[f"encoder{suffix}"], sessions[f"decoder{suffix}"], spec) for suffix in suffixes]
+    return members[0] if len(members) == 1 else MeanOfMembers(members)
 
 
 class OnnxTranslator:
