@@ -142,7 +142,12 @@ def test_a_translator_exports_encoder_and_decoder_and_onnxruntime_decodes_the_sa
         assert [[h["text"] for h in r["translations"]] for r in by_onnx] == [[h["text"] for h in r["translations"]] for r in by_torch]
         for a, b in zip(by_onnx, by_torch):
             assert [h["score"] for h in a["translations"]] == pytest.approx([h["score"] for h in b["translations"]], abs=1e-4)
-    if members > 1:  # a sidecar that lost a member's graph is refused in one line
+    if members > 1:  # eval scores the ensemble; a resume cannot change its size; a sidecar that lost a member's graph is refused
+        scored = cli("eval", "run", "--json")
+        assert scored.code == 0, scored.err
+        assert json.loads(scored.out)["decoding"] == "beam 5, length penalty 0.6" and 0 <= json.loads(scored.out)["bleu"] <= 100
+        resumed = cli("train", "--resume", "run", "--members", "1", "--epochs", "31", "--quiet")
+        assert (resumed.code, resumed.err) == (2, "seqtool: error: --resume continues a run as it was specified; these flags would change it: --members\n")
         sidecar = json.loads((tmp_path / "t.json").read_text())
         del sidecar["graphs"]["decoder.1"]
         (tmp_path / "u.json").write_text(json.dumps(sidecar))

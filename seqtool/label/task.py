@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -17,6 +16,7 @@ from seqtool.data.subword import KINDS, Subwords
 from seqtool.label import data as D
 from seqtool.label.metrics import classification_scores, tagging_scores
 from seqtool.label.model import Ensemble, SequenceClassifier, SequenceTagger
+from seqtool.nn.members import members_of
 
 PAD, UNK = "<pad>", "<unk>"
 MAX_LETTERS = 20  # characters of a word the character encoding reads
@@ -338,12 +338,6 @@ class LabelTask(Task):
         lines = [f"- sequences cut to --max-len {self.spec.data.max_len} tokens{'' if self.cuts_scored else ' for training'}: "
                  + ", ".join(f"{name} {count}" for name, count in self.truncated.items())] if any(self.truncated.values()) else []
         return entries, lines
-
-
-def members_of(model: nn.Module) -> list[nn.Module]:
-    """The labelling networks inside a (DDP-wrapped) network or ensemble."""
-    model = getattr(model, "module", model)
-    return list(model.members) if isinstance(model, Ensemble) else [model]
 
 
 def split_examples(examples: list[D.Sequence], fraction: float, seed: int) -> dict[str, list[D.Sequence]]:

@@ -252,12 +252,6 @@ class Seq2SeqEnsemble(nn.Module):
         return MeanOfMembers(self.members).step(tokens, state)
 
 
-def members_of(model: nn.Module) -> list[Seq2Seq]:
-    """The translators inside a (DDP-wrapped) translator or ensemble."""
-    model = getattr(model, "module", model)
-    return list(model.members) if isinstance(model, Seq2SeqEnsemble) else [model]
-
-
 def masked_cross_entropy(logits, target, valid_len, label_smoothing: float = 0.0):
     """Mean token cross-entropy over the first valid_len positions of each row -> (loss, tokens).
 

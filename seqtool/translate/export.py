@@ -18,7 +18,8 @@ from torch import nn
 
 from seqtool.core.errors import SeqtoolError
 from seqtool.core.export import Graph
-from seqtool.nn.seq2seq import DecoderState, MeanOfMembers, Seq2Seq, members_of
+from seqtool.nn.members import members_of
+from seqtool.nn.seq2seq import DecoderState, MeanOfMembers, Seq2Seq
 
 
 def width(spec) -> int:
