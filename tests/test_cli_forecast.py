@@ -4,6 +4,7 @@ pipelines, specs and the bad inputs a user will try."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def one_error_line(result, code: int) -> str:
 
 
 def test_synthetic_sine_writes_a_run_with_the_metrics_table(cli):
-    result = cli("forecast", "--synthetic", "sine", "--epochs", "2", "--out", "run", *FAST)
+    result = cli("forecast", "--synthetic", "sine", "--model", "mlp", "--epochs", "2", "--out", "run", *FAST)
     assert result.code == 0, result.err
     lines = result.out.strip().splitlines()
     assert lines[0].split() == ["k", "method", "n", "mae", "rmse", "smape", "mase"]
@@ -183,20 +184,21 @@ def test_forecast_from_a_saved_run_continues_the_new_data(cli, tmp_path):
 
 
 def test_the_network_is_an_ensemble_and_runs_saved_with_one_network_still_forecast(cli, tmp_path):
-    """The default network is five MLPs side by side (--ensemble); a run saved before that (one network,
+    """The MLP network is five MLPs side by side (--ensemble); a run saved before that (one network,
     its spec holding the panel's ensemble default) restores as one network and forecasts as it did."""
     import torch
 
     from seqtool.core.run import save_checkpoint
 
-    assert cli("forecast", "airline-passengers", "--n-train", "120", "--k", "1,12", "--epochs", "2", "--out", "ens", *FAST).code == 0
+    assert cli("forecast", "airline-passengers", "--model", "mlp", "--n-train", "120", "--k", "1,12", "--epochs", "2", "--out", "ens",
+               *FAST).code == 0
     payload = torch.load(Path("ens/checkpoints/best.pt"), weights_only=True)
     assert payload["task_state"]["members"] == 5 and payload["model"]["net.hidden.weight"].shape == (5, 13, 10)
     weights = json.loads(Path("ens/report.json").read_text())["forecast"]["weights"]
     assert all(len(w) == 12 for w in weights.values())  # one weight per step ahead
     assert all(sum(w[j] for w in weights.values()) == pytest.approx(1.0) for j in range(12))
-    assert cli("forecast", "airline-passengers", "--n-train", "120", "--k", "1", "--epochs", "2", "--ensemble", "1", "--out", "one",
-               *FAST).code == 0
+    assert cli("forecast", "airline-passengers", "--model", "mlp", "--n-train", "120", "--k", "1", "--epochs", "2", "--ensemble", "1",
+               "--out", "one", *FAST).code == 0
     before = cli("forecast", "-c", "one", "--horizon", "4")
     assert before.code == 0, before.err
     path = Path("one/checkpoints/best.pt")
@@ -250,3 +252,28 @@ def test_a_missing_month_is_refused_or_filled_and_counted(cli, tmp_path):
     report = json.loads(Path("r/report.json").read_text())["forecast"]
     assert (report["values"], report["filled"], report["gaps_filled"]) == (72, 1, 1) and report["season"] == 12
     assert "--fill filled 1 value(s), 1 of them missing time steps" in Path("r/report.md").read_text()
+
+
+def test_model_auto_trains_the_latent_gru_where_the_series_can_train_it_else_the_mlps():
+    """--model auto (the default for one series): the spec is the one `--model gru` would give (its
+    defaults, the flags kept) when the GRU's task builds on the data, else `--model mlp`'s."""
+    from seqtool.core.spec import resolve_spec
+
+    def resolved(data, **flags):
+        return resolve_spec(None, data, {"task": "forecast", **{f"forecast.{k}": v for k, v in flags.items()}})
+
+    long = resolved("airline-passengers", n_train=120)
+    assert (long.model.cell, long.train.epochs, long.forecast.train_horizon, long.forecast.ensemble) == ("gru", 30, 16, 1)
+    short = resolved("monthly-shampoo-sales", n_train=24)  # 16 values before validation: too few for 16 steps of rollout
+    assert (short.model.cell, short.train.epochs, short.forecast.train_horizon, short.forecast.ensemble) == ("mlp", 5, 1, 5)
+    assert resolved("airline-passengers", ensemble=3).model.cell == "mlp"  # members are for the MLP
+    kept = resolve_spec(None, "airline-passengers", {"task": "forecast", "train.epochs": 3, "forecast.tau": 20})
+    assert (kept.model.cell, kept.train.epochs, kept.forecast.tau, kept.train.lr) == ("gru", 3, 20, 0.005)
+
+
+def test_model_auto_reads_standard_input_once(cli):
+    values = "\n".join(str(100 + 10 * math.sin(i / 2) + i) for i in range(120)) + "\n"
+    result = cli("forecast", "-", "--k", "1", "--epochs", "1", "--out", "piped", *FAST, stdin=values.encode())
+    assert result.code == 0, result.err
+    report = json.loads(Path("piped/report.json").read_text())["forecast"]
+    assert (report["model"], report["values"]) == ("gru", 120)

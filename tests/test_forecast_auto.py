@@ -148,6 +148,26 @@ def test_weights_favour_the_member_that_validates_best_and_shrink_toward_equal()
     assert broken["theta"] == [0.0] * 3 and broken["ets"] == pytest.approx([1 / 3] * 3)
 
 
+def test_min_variance_weights_are_the_best_convex_combination_and_count_a_copy_once():
+    from itertools import product
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        errors = rng.normal(size=(50, 4)) * rng.uniform(0.5, 2.0, 4) + rng.normal(size=(50, 1)) * rng.uniform(0, 2)
+        s = errors.T @ errors / 50
+        w = combine.min_variance_weights(s)
+        assert (w >= 0).all() and math.isclose(w.sum(), 1.0)
+        grid = [np.array(g) / 20 for g in product(range(21), repeat=4) if sum(g) == 20]
+        assert w @ s @ w <= min(g @ s @ g for g in grid) + 1e-12  # no point of a fine grid on the simplex does better
+    # two members that make the same errors are one opinion: together they get what one of them would
+    a, b = rng.normal(size=(2, 200))
+    alone = combine.min_variance_weights(np.cov(np.stack([a, b]), bias=True))
+    twice = combine.min_variance_weights(np.cov(np.stack([a, a, b]), bias=True))
+    assert math.isclose(twice[0] + twice[1], alone[0], rel_tol=1e-6) and math.isclose(twice[2], alone[1], rel_tol=1e-6)
+    worse = combine.min_variance_weights(np.array([[1.0, 0.0], [0.0, 4.0]]))
+    assert worse == pytest.approx([0.8, 0.2])  # independent errors: inverse variance
+
+
 def test_each_step_ahead_weighs_the_members_by_its_own_errors():
     """A member that is best one step ahead and worst three steps ahead leads at k = 1 and trails at k = 3;
     a step no validation window reaches keeps the weights of the step before it."""
@@ -219,7 +239,7 @@ def test_the_report_says_when_rows_are_taken_as_consecutive(tmp_path):
     start = date(2021, 1, 1)
     rows = [f"{start + timedelta(days=i)},{10 + (i % 7) + i / 50:.3f}" for i in range(140) if i != 40]  # 2021-02-10 missing
     path.write_text("day,value\n" + "\n".join(rows) + "\n")
-    spec = apply_overrides(spec_defaults("forecast"), {"data.corpus": str(path)})
+    spec = apply_overrides(spec_defaults("forecast", "mlp"), {"data.corpus": str(path)})
     task = ForecastTask.from_spec(spec)
     assert (task.chosen["irregular_steps"], task.chosen["first_irregular_step"]) == (1, "2021-02-09 -> 2021-02-11")
 

@@ -17,7 +17,7 @@ from seqtool.forecast.task import ForecastTask
 PLAIN = {"forecast.transform": "none", "forecast.difference": "0", "forecast.tau": 4}
 
 
-def make_spec(corpus=None, cell=None, **overrides):
+def make_spec(corpus=None, cell="mlp", **overrides):
     spec = spec_defaults("forecast", cell)
     spec.data.corpus = str(corpus) if corpus else None
     return apply_overrides(spec, overrides)
@@ -34,7 +34,10 @@ def csv_file(tmp_path):
 
 
 def test_defaults_follow_the_model_family():
-    mlp, gru = spec_defaults("forecast"), spec_defaults("forecast", "gru")
+    mlp, gru = spec_defaults("forecast", "mlp"), spec_defaults("forecast", "gru")
+    assert spec_defaults("forecast").model.cell == "auto"  # chosen from the data (test_cli_forecast)
+    with pytest.raises(UsageError, match="model.cell auto is chosen from the data when a spec is resolved"):
+        ForecastTask.from_spec(spec_defaults("forecast"))
     assert (mlp.model.cell, mlp.model.hidden, mlp.forecast.tau, mlp.train.batch) == ("mlp", 10, None, 16)  # tau: season + 1
     assert (gru.model.cell, gru.model.hidden, gru.forecast.tau, gru.forecast.train_horizon) == ("gru", 32, None, 16)
     assert (mlp.forecast.transform, mlp.forecast.difference, mlp.forecast.combine) == ("auto", "auto", "auto")
@@ -134,7 +137,8 @@ def test_report_numbers_match_a_hand_built_model(csv_file):
 def test_spec_files_pick_forecast_defaults_by_task_and_model():
     from seqtool.core.spec import from_dict
 
-    assert from_dict({"task": "forecast"}).model.cell == "mlp"
+    assert from_dict({"task": "forecast"}).model.cell == "auto"
+    assert from_dict({"task": "forecast"}, cell="mlp").train.epochs == 5
     gru = from_dict({"task": "forecast", "model": {"cell": "gru"}, "forecast": {"k": [1, 2]}})
     assert (gru.train.lr, gru.train.epochs, gru.forecast.k) == (0.005, 30, [1, 2])
     assert from_dict({"task": "forecast"}, cell="lstm").train.lr == 0.005  # a --model flag picks the family

@@ -32,7 +32,7 @@ def other_value(option: S.Option, task: str):
     default = option.default_for(task, None)
     choices = option.opt.choices or (TASKS if option.dotted == "task" else ())
     if choices:
-        value = next(c for c in choices if c != default and not (option.dotted == "model.cell" and c == "mlp" and task != "forecast"))
+        value = next(c for c in choices if c != default and not (option.dotted == "model.cell" and c in ("mlp", "auto") and task != "forecast"))
         return value, value
     if option.dotted in FREE_TEXT:
         return FREE_TEXT[option.dotted], FREE_TEXT[option.dotted]
@@ -199,7 +199,7 @@ def tiny_run_specs(task: str, tmp_path: Path) -> list[dict]:
                 {"data": {"corpus": str(tmp_path / "t.conllu"), "val_fraction": 0.2, "level": "bpe", "vocab_size": 30}, "model": model}]
     else:
         runs = [{"data": {"corpus": "airline-passengers"}, "model": {"cell": "lstm", "hidden": 4}, "forecast": {"horizon": 2, "k": [1, 2]}},
-                {"forecast": {"synthetic": "sine", "length": 200, "n_train": 150, "k": [1]}}]
+                {"model": {"cell": "mlp"}, "forecast": {"synthetic": "sine", "length": 200, "n_train": 150, "k": [1]}}]
     for i, raw in enumerate(runs):
         raw["task"] = task
         raw.setdefault("train", {}).update({"epochs": 1, "batch": 4, "threads": 1, "max_seconds": None})

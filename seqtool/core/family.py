@@ -46,6 +46,9 @@ class Family:
     engine: str | None = None  # "module:Class" cls(sessions, spec): the export behind the torch model's interface
     #: "module:function" f(corpus, target) -> bool: whether data given with no --task is this family's (first claim wins)
     claims: str | None = None
+    #: model cells `--model auto` tries, in order of preference: the first whose task builds on the
+    #: data and flags wins (the last one's errors are the run's); empty: the family has no auto
+    auto_cells: tuple[str, ...] = ()
     #: a module whose import adds the family's own commands to the CLI (`seqtool sample`, `translate`, `forecast`, `predict`)
     commands: str | None = None
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from seqtool.core.errors import UsageError
+from seqtool.core.errors import SeqtoolError, UsageError
 from seqtool.core.logs import check_sinks
 
 RECURRENT_CELLS = ("rnn", "gru", "lstm")
@@ -146,8 +146,10 @@ class DataSpec:
 
 @dataclass
 class ModelSpec:
-    cell: str = opt("gru", "rnn | gru | lstm; forecasting also mlp (autoregressive on a window; panel: the whole horizon at once).",
-                    choices=(*RECURRENT_CELLS, "mlp"), only_for={"mlp": FP}, aliases=("--model",), by_task={"forecast": "mlp", "panel": "mlp"})
+    cell: str = opt("gru", "rnn | gru | lstm; forecasting also mlp (autoregressive on a window; panel: the whole horizon at once) "
+                    "and, for one series, auto: the latent gru where the training part is long enough to train it, else mlp.",
+                    choices=(*RECURRENT_CELLS, "mlp", "auto"), only_for={"mlp": FP, "auto": ("forecast",)}, aliases=("--model",),
+                    by_task={"forecast": "auto", "panel": "mlp"})
     hidden: int = opt(256, "Hidden units per layer.", low=0, low_open=True, high=MAX_SIZE,
                       by_task={"forecast": 10, "forecast:recurrent": 32, "panel": 256, "panel:recurrent": 64, "classify": 128, "tag": 128})
     layers: int = opt(2, "Recurrent layers (panel mlp: hidden layers).", low=0, low_open=True, high=MAX_SIZE,
@@ -680,10 +682,35 @@ def resolve_spec(spec_path: str | Path | None, corpus: str | None, flags: dict[s
     spec = load_spec(spec_path, chosen, cell, raw) if spec_path else spec_defaults(chosen, cell)
     spec.task = chosen
     apply_overrides(spec, overrides, clear)
+    if spec.model.cell == "auto":
+        spec = _auto_cell(spec_path, raw, chosen, overrides, clear)
     if spec_path:
         refuse_unused(spec.task, given_keys(raw), lambda dotted: f"{spec_path}: {dotted}")
     refuse_unused(spec.task, set(overrides) | clear, lambda dotted: OPTIONS[dotted].flag)
     return spec
+
+
+def _auto_cell(spec_path, raw, task: str, overrides: dict[str, Any], clear: set[str]) -> RunSpec:
+    """--model auto: the spec as if the first of the family's auto cells whose task builds on this
+    data had been named (its defaults, then the file, then the flags); else the last one's."""
+    from seqtool.core.family import family
+
+    declared = family(task)
+    *preferred, fallback = declared.auto_cells or (OPTIONS["model.cell"].default,)
+
+    def named(cell: str) -> RunSpec:
+        spec = load_spec(spec_path, task, cell, raw) if spec_path else spec_defaults(task, cell)
+        spec.task = task
+        return apply_overrides(spec, {**overrides, "model.cell": cell}, clear)
+
+    for cell in preferred:
+        spec = named(cell)
+        try:
+            declared.hook("task").from_spec(spec)
+            return spec
+        except SeqtoolError:
+            continue  # this cell does not fit the data or the flags: the next one is tried
+    return named(fallback)
 
 
 # ---- values ------------------------------------------------------------------------------------

@@ -147,9 +147,16 @@ def check_regular_file(path: Path) -> None:
         raise SeqtoolError(f"{path} is {kind}, not a regular file; save the data to a file, or send it to standard input with '-'")
 
 
+#: standard input, read once (a command may read its data twice: --model auto), per stream
+_STDIN: dict[str, tuple[object, bytes]] = {}
+
+
 def read_bytes(source: str | Path) -> bytes:
     if source == "-":
-        return sys.stdin.buffer.read()
+        stream = sys.stdin.buffer
+        if _STDIN.get("read", (None,))[0] is not stream:
+            _STDIN["read"] = (stream, stream.read())
+        return _STDIN["read"][1]
     path = Path(source)
     check_regular_file(path)
     try:

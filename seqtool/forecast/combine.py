@@ -7,14 +7,17 @@ noise, while a mean of decent forecasters is rarely far from the best of them.
 
 - *Weights, one set per step ahead.* Every member forecasts the validation part (the last n_val
   values of the training part: the network did not train on them, the statistical members were
-  fitted before them) from each origin in it, 1..K steps ahead. At each k a member's raw weight is
-  the inverse of its mean squared error k steps ahead relative to the other members': a network
-  trained on one-step errors is often the best member at k = 1 and a weak one at k = 12, and one
-  compromise weight would serve neither. A member more than TRIM times worse than the median
-  member is left out (weight 0: equal weights would otherwise hand a broken fit a full share); the
-  others' raw weights are shrunk toward equal weights by n / (n + SHRINK), n the validation
-  origins with a target k steps ahead. Past K the weights of K hold. The statistical members are
-  then refitted on the whole training part for the forecasts that are reported.
+  fitted before them) from each origin in it, 1..K steps ahead. At each k the raw weights are the
+  convex ones whose combined validation error k steps ahead has the least mean square (Bates and
+  Granger's optimal weights from the members' error second moments, kept >= 0): a network trained
+  on one-step errors is often the best member at k = 1 and a weak one at k = 12, so one compromise
+  weight would serve neither; and AutoETS, AutoARIMA and AutoTheta often make nearly the same
+  errors, so weighing each by its own accuracy (inverse MSE) counts one opinion three times and
+  drowns a different, better member. A member whose validation MSE is more than TRIM times the
+  median member's is left out (weight 0: equal weights would otherwise hand a broken fit a full
+  share); the others' raw weights are shrunk toward equal weights by n / (n + SHRINK), n the
+  validation origins with a target k steps ahead. Past K the weights of K hold. The statistical
+  members are then refitted on the whole training part for the forecasts that are reported.
 - *Intervals.* Split-conformal per step ahead, from the combination's errors at rolling origins
   over the training part (the latest CALIBRATION_ORIGINS of them): the half-width at level L, k
   steps ahead, is the ceil((n+1) L)-th smallest of the n absolute errors k steps ahead. Errors from
@@ -35,7 +38,7 @@ from seqtool.core.errors import SeqtoolError
 from seqtool.forecast.statistical import Statistical
 
 SHRINK = 30  # validation origins worth as much as the prior of equal weights
-TRIM = 4.0  # a member whose relative validation MSE exceeds this multiple of the median member's is left out
+TRIM = 4.0  # a member whose validation MSE exceeds this multiple of the median member's is left out
 CALIBRATION_ORIGINS = 400  # rolling origins behind the interval widths (the latest ones)
 MIN_RESIDUALS = 30  # fewer errors than this at a step: the width says so and is widened
 
@@ -115,9 +118,9 @@ def weighted_mean(tables: dict[str, np.ndarray], weights: dict[str, float | list
 
 
 def estimate_weights(tables: dict[str, np.ndarray], actual: np.ndarray, valid: np.ndarray, shrink: float = SHRINK) -> dict[str, list[float]]:
-    """Each member's weight at every step ahead (the columns of `actual`): inverse relative MSE on the
-    validation windows, shrunk toward equal weights (see the module docstring). A step no window
-    reaches takes the weights of the step before it."""
+    """Each member's weight at every step ahead (the columns of `actual`): the least-squares convex
+    combination on the validation windows, shrunk toward equal weights (see the module docstring).
+    A step no window reaches takes the weights of the step before it."""
     names = [m for m in tables if np.isfinite(tables[m][valid]).all()]
     if not names:
         return {"network": [1.0] * actual.shape[1]}
@@ -125,7 +128,7 @@ def estimate_weights(tables: dict[str, np.ndarray], actual: np.ndarray, valid: n
     for j in range(actual.shape[1]):
         rows = valid[:, j]
         if rows.any():
-            step = _step_weights(np.array([np.mean((tables[m][rows, j] - actual[rows, j]) ** 2) for m in names]), int(rows.sum()), shrink)
+            step = _step_weights(np.stack([tables[m][rows, j] - actual[rows, j] for m in names], axis=1), shrink)
         else:
             step = np.array([weights[m][-1] for m in names]) if j else np.full(len(names), 1 / len(names))
         for m, w in zip(names, step):
@@ -133,13 +136,42 @@ def estimate_weights(tables: dict[str, np.ndarray], actual: np.ndarray, valid: n
     return weights
 
 
-def _step_weights(mse: np.ndarray, n: int, shrink: float) -> np.ndarray:
-    relative = mse / max(mse.mean(), 1e-300)
-    kept = relative <= TRIM * np.median(relative)  # a member far worse than the typical one gets nothing
-    raw = np.where(kept, 1 / np.maximum(relative, 1e-12), 0.0)
-    raw /= raw.sum()
+def _step_weights(errors: np.ndarray, shrink: float) -> np.ndarray:
+    """One step's weights from the members' validation errors (rows: origins, columns: members)."""
+    n = errors.shape[0]
+    mse = (errors ** 2).mean(axis=0)
+    kept = mse <= TRIM * np.median(mse)  # a member far worse than the typical one gets nothing
+    raw = np.zeros(len(mse))
+    raw[kept] = min_variance_weights(errors[:, kept].T @ errors[:, kept] / n)
     share = n / (n + shrink)
     return np.where(kept, share * raw + (1 - share) / kept.sum(), 0.0)
+
+
+def min_variance_weights(covariance: np.ndarray) -> np.ndarray:
+    """argmin w' S w over w >= 0, sum w = 1: the combination whose error has the least mean square
+    given the members' error second moments S (Bates and Granger's optimal weights, kept convex).
+    Exact: every support is tried (at most a handful of members), each solved in closed form
+    (w proportional to S^-1 1 on it); the best one whose weights are all >= 0 wins."""
+    k = len(covariance)
+    s = covariance + np.eye(k) * 1e-12 * max(np.trace(covariance), 1e-300)  # identical members: still solvable
+    best, weights = math.inf, np.full(k, 1 / k)
+    for mask in range(1, 1 << k):
+        support = [i for i in range(k) if mask >> i & 1]
+        sub = s[np.ix_(support, support)]
+        try:
+            w = np.linalg.solve(sub, np.ones(len(support)))
+        except np.linalg.LinAlgError:
+            continue
+        if w.sum() <= 0:
+            continue
+        w /= w.sum()
+        if (w < -1e-12).any():
+            continue
+        value = float(w @ sub @ w)
+        if value < best - 1e-15 * abs(best if math.isfinite(best) else 0):
+            best, weights = value, np.zeros(k)
+            weights[support] = np.maximum(w, 0) / np.maximum(w, 0).sum()
+    return weights
 
 
 def validation_mase(tables: dict[str, np.ndarray], actual: np.ndarray, valid: np.ndarray, scale: float) -> dict[str, float]:

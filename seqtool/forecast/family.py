@@ -11,6 +11,7 @@ FORECAST = Family(
     graphs="seqtool.forecast.export:series_graphs",
     engine="seqtool.forecast.export:OnnxSeriesForecaster",
     commands="seqtool.forecast.commands",
+    auto_cells=("gru", "mlp"),  # the latent GRU where the series can train it (bench/bench_forecast.py), else the MLPs
 )
 
 PANEL = Family(

@@ -89,6 +89,9 @@ class ForecastTask(Task):
     # ---- construction ------------------------------------------------------------------------
     @staticmethod
     def check_spec(spec) -> None:
+        if spec.model.cell == "auto":
+            raise UsageError("model.cell auto is chosen from the data when a spec is resolved (seqtool.core.spec.resolve_spec, "
+                             "as the CLI does); name the cell to build the task directly")
         if spec.model.bidirectional:
             raise UsageError(
                 "--bidirectional cannot be used for forecasting: the backward direction would read "
