@@ -272,7 +272,27 @@ def test_a_killed_worker_ends_the_job_with_one_clear_line(corpus, tmp_path):
     args = ["train", str(corpus), *SMALL, "--batch", "8", "--epochs", "50", "--out", str(tmp_path / "ddp")]
     ddp = _torchrun(str(ROOT / "tests" / "ddp_kill_driver.py"), *args, cwd=tmp_path, launcher="seqtool.core.launch")
     assert ddp.returncode == 137, ddp.stderr
-    assert ddp.stderr == "seqtool: error: training process rank 1 was killed by signal 9\n"
+    lines = ddp.stderr.splitlines()
+    assert lines[-1] == "seqtool: error: training process rank 1 was killed by signal 9", ddp.stderr
+    # the survivor usually fails in a collective and says nothing; at times its communication thread
+    # aborts first, and the C++ runtime's own line about it cannot be silenced from Python
+    assert set(lines[:-1]) <= {"terminate called without an active exception"}, ddp.stderr
+
+
+def test_the_launcher_names_the_killed_rank_over_a_survivor_that_aborted():
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from seqtool.core.launch import _cause
+
+    def failure(rank, code, timestamp):
+        f = ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=code, error_file="")
+        f.timestamp = timestamp
+        return f
+
+    for survivor in (-6, -15):  # aborted, or stopped by the agent, before the killed rank was seen
+        assert _cause(ChildFailedError("train", {0: failure(0, survivor, 1), 1: failure(1, -9, 2)}))[0] == 1
+    plain = ChildFailedError("train", {0: failure(0, 1, 2), 1: failure(1, 3, 1)})
+    assert _cause(plain)[0] == plain.get_first_failure()[0]
 
 
 def test_an_ensemble_classifier_trains_under_ddp_as_on_one_process(cli, tmp_path):

@@ -9,6 +9,7 @@ becomes the worker's exit code, plus one line when the first failure is not one 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except ChildFailedError as exc:
-        first_rank, first = exc.get_first_failure()
+        first_rank, first = _cause(exc)
         code = first.exitcode
         if code < 0:  # killed by a signal (out of memory, kill -9): nobody else can say it
             print(f"seqtool: error: training process rank {first_rank} was killed by signal {-code}", file=sys.stderr, flush=True)
@@ -39,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     except SignalException as exc:
         return 128 + int(exc.sigval)
     return 0
+
+
+def _cause(exc) -> tuple[int, object]:
+    """(rank, failure) that ended the job: a rank killed from outside (kill -9, the OOM killer) over
+    the first failure in time, since the survivors end by signals too: the agent stops them with
+    SIGTERM, and one may abort (SIGABRT, in its communication thread) before the agent notices."""
+    consequences = (signal.SIGTERM, signal.SIGABRT)
+    killed = sorted((rank, f) for rank, f in exc.failures.items() if f.exitcode < 0 and -f.exitcode not in consequences)
+    return killed[0] if killed else exc.get_first_failure()
 
 
 if __name__ == "__main__":
