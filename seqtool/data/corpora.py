@@ -147,16 +147,15 @@ def check_regular_file(path: Path) -> None:
         raise SeqtoolError(f"{path} is {kind}, not a regular file; save the data to a file, or send it to standard input with '-'")
 
 
-#: standard input, read once (a command may read its data twice: --model auto), per stream
-_STDIN: dict[str, tuple[object, bytes]] = {}
+_stdin: tuple[object, bytes] | None = None  # (stream, its bytes): a command may read its data twice (--model auto)
 
 
 def read_bytes(source: str | Path) -> bytes:
+    global _stdin
     if source == "-":
-        stream = sys.stdin.buffer
-        if _STDIN.get("read", (None,))[0] is not stream:
-            _STDIN["read"] = (stream, stream.read())
-        return _STDIN["read"][1]
+        if _stdin is None or _stdin[0] is not sys.stdin.buffer:
+            _stdin = (sys.stdin.buffer, sys.stdin.buffer.read())
+        return _stdin[1]
     path = Path(source)
     check_regular_file(path)
     try:
