@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.rounds import alternate, spread  # noqa: E402
+from bench.rounds import alternate, baseline_env, spread  # noqa: E402
 
 PY = sys.executable
 SEQTOOL = [PY, "-m", "seqtool"]
@@ -68,12 +68,6 @@ def measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"{' '.join(map(str, cmd))} failed: {err.read().decode()[-2000:]}")
         return seconds, usage.ru_maxrss / 1024, out.read().decode()
-
-
-def baseline_env() -> dict | None:
-    """BENCH_BASELINE=DIR (a checkout of an earlier commit): the 'before' contenders run its seqtool."""
-    where = os.environ.get("BENCH_BASELINE")
-    return {**os.environ, "PYTHONPATH": str(Path(where).resolve())} if where else None
 
 
 def preprocess(corpus: Path, store: Path, extra: list[str], env: dict | None = None) -> dict:

@@ -4,7 +4,9 @@ medians with their spread, and ratios are medians of per-round ratios. Never the
 
 from __future__ import annotations
 
+import os
 import statistics
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -27,3 +29,16 @@ def spread(values: list[float], fmt: str = ",.0f") -> str:
 def ratio(numerators: list[float], denominators: list[float]) -> list[float]:
     """Per-round ratios (round i of one contender over round i of the other)."""
     return [a / b for a, b in zip(numerators, denominators, strict=True)]
+
+
+def baseline_env() -> dict | None:
+    """BENCH_BASELINE=DIR (a checkout of an earlier commit): the 'before' contenders run its seqtool.
+    `python -m` puts the working directory ahead of PYTHONPATH, so they run from the checkout (its
+    PYTHONPATH as cwd), where catalog names need the mirror as an absolute path."""
+    where = os.environ.get("BENCH_BASELINE")
+    if not where:
+        return None
+    from seqtool.data.corpora import mirror_dirs
+
+    mirror = next((d for d in mirror_dirs() if d.is_dir()), None)
+    return {**os.environ, "PYTHONPATH": str(Path(where).resolve()), **({"SEQTOOL_MIRROR": str(mirror.resolve())} if mirror else {})}

@@ -168,7 +168,7 @@ def min_variance_weights(covariance: np.ndarray) -> np.ndarray:
         if (w < -1e-12).any():
             continue
         value = float(w @ sub @ w)
-        if value < best - 1e-15 * abs(best if math.isfinite(best) else 0):
+        if value < best:
             best, weights = value, np.zeros(k)
             weights[support] = np.maximum(w, 0) / np.maximum(w, 0).sum()
     return weights
