@@ -251,6 +251,9 @@ def test_compile_unavailable_is_a_warning_not_a_failure(monkeypatch, capsys):
     ({1: 1, 0: 143}, 143, ""),  # rank 0 reported (interrupted) after rank 1's own message
     ({1: 3}, 3, "training process rank 1 failed with exit code 3"),
     ({1: -9, 0: 143}, 137, "training process rank 1 was killed by signal 9"),
+    ({1: -6, 0: 130}, 130, ""),  # an agreed stop: rank 1 aborted at exit, after rank 0 had ended
+    ({1: -15, 0: 2}, 2, ""),  # rank 0 printed a user error; the agent then stopped rank 1
+    ({1: -6, 0: 1}, 134, "training process rank 1 was killed by signal 6"),  # rank 0 failed silently in a collective
 ])
 def test_launcher_turns_worker_failures_into_an_exit_code_and_at_most_one_line(monkeypatch, capsys, codes, exit_code, said):
     import torch.distributed.run as torchrun
