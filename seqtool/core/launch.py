@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         first_rank, first = _cause(exc)
         code = first.exitcode
         rank0 = exc.failures.get(0)
-        if first.exitcode < 0 and -first.exitcode in CONSEQUENCES and rank0 is not None and rank0.exitcode in ENDED_BY_RANK0:
+        if code < 0 and -code in CONSEQUENCES and rank0 is not None and rank0.exitcode in ENDED_BY_RANK0:
             return rank0.exitcode  # rank 0 ended the job (and said why); a survivor's SIGTERM/SIGABRT came after
         if code < 0:  # killed by a signal (out of memory, kill -9): nobody else can say it
             print(f"seqtool: error: training process rank {first_rank} was killed by signal {-code}", file=sys.stderr, flush=True)
